@@ -1,0 +1,221 @@
+"""CodistillModel: a student trained with a task loss plus a distillation term.
+
+The train step implements Algorithm 1 of Anil et al. (2018):
+
+    loss_i = phi(y, F(theta_i, x)) + w * psi(mean_{j != i} F(theta_j, x), F(theta_i, x))
+
+where the teachers j are the other in-process copies and/or frozen teachers
+from a ``TeacherSource``, and ``w`` is zero before ``burn_in_steps``.
+Inference (``call``, ``predict``, ``evaluate``, ``save``) uses the student
+alone, so serving costs one model.
+
+All models output *logits*. Losses are averaged over the global batch: each
+replica divides its sum by its share of the global element count, so the summed
+gradients of a synchronous strategy equal the single-device gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tf_codistill import compat
+from tf_codistill import losses as losses_lib
+from tf_codistill.teachers import TeacherSource
+
+
+class CodistillModel(keras.Model):
+    """Wraps a student model and a source of teacher predictions.
+
+    Args:
+      student: the tf_keras model to train and serve; it outputs logits.
+      teacher: a ``TeacherSource`` (``InProcessPeers``, ``FixedTeacher``, or the
+        checkpoint-polling peers of another group); None trains the student alone.
+      output_kind: "softmax" (classes on the last axis) or "sigmoid" (independent
+        binary logits, e.g. a logistic output of size 1).
+      distill_loss: "cross_entropy" (the paper's soft targets), "kl" or
+        "logit_mse", or a ``losses.DistillationLoss``.
+      distill_weight: w >= 0, the weight of the distillation term.
+      temperature: T > 0 for "cross_entropy" and "kl" (both scaled by T^2).
+      burn_in_steps: optimizer steps trained on the task loss alone.
+    """
+
+    def __init__(self, student: keras.Model, teacher: TeacherSource | None = None,
+                 *, output_kind: str = "softmax", distill_loss="cross_entropy",
+                 distill_weight: float = 1.0, temperature: float = 1.0,
+                 burn_in_steps: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        compat.require_tf_keras_model(student, "student")
+        _check_weight(distill_weight)
+        _check_burn_in(burn_in_steps)
+        self.student = student
+        self.teacher = teacher if teacher is not None else TeacherSource()
+        self.peers = list(self.teacher.co_trained_models)
+        self.distill_loss = losses_lib.get_distillation_loss(
+            distill_loss, output_kind, temperature)
+        self.distill_weight = float(distill_weight)
+        self.burn_in_steps = int(burn_in_steps)
+        self.task_loss = losses_lib.task_loss_for(output_kind)
+        self._check_output_shapes_if_built()
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
+        self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
+
+    @property
+    def has_teachers(self) -> bool:
+        return bool(self.peers) or bool(self.teacher.frozen_models)
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Like ``keras.Model.compile``; ``loss`` is the task loss phi on logits.
+
+        ``loss`` defaults to cross entropy on logits for ``output_kind``. A custom
+        loss must be a ``keras.losses.Loss`` (its unreduced ``call`` is used) or a
+        function returning one value per element; metrics receive logits.
+        """
+        if loss is not None:
+            self.task_loss = _unreduced_loss(loss)
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    @property
+    def metrics(self):
+        trackers = [self.total_loss_tracker, self.task_loss_tracker,
+                    self.distill_loss_tracker]
+        if self.compiled_metrics is not None:
+            trackers += self.compiled_metrics.metrics
+        return trackers
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` plus the callbacks the teacher source needs."""
+        callbacks = list(callbacks or []) + self.teacher.callbacks()
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def save(self, filepath, *args, **kwargs):
+        """Saves the student alone: the served model costs one forward pass."""
+        return self.student.save(filepath, *args, **kwargs)
+
+    def distill_weight_now(self) -> tf.Tensor:
+        """w after burn-in, zero before it (counted in optimizer steps)."""
+        on = self.optimizer.iterations >= self.burn_in_steps
+        return tf.where(on, self.distill_weight, 0.0)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        frozen = self.teacher.frozen_predictions(x)
+        models = [self.student] + self.peers
+        with tf.GradientTape() as tape:
+            outputs = [model(x, training=True) for model in models]
+            per_model = [self._model_losses(i, outputs, frozen, y, sample_weight)
+                         for i in range(len(models))]
+            objective = tf.add_n([total for total, _, _ in per_model])
+            objective /= tf.distribute.get_strategy().num_replicas_in_sync
+        variables = [v for model in models for v in model.trainable_variables]
+        self.optimizer.minimize(objective, variables, tape=tape)
+        total, task, distill = per_model[0]
+        self.total_loss_tracker.update_state(total)
+        self.task_loss_tracker.update_state(task)
+        self.distill_loss_tracker.update_state(distill)
+        self.compiled_metrics.update_state(y, outputs[0], sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self.student(x, training=False)
+        task = _local_mean(self.task_loss(y, logits), sample_weight)
+        self.total_loss_tracker.update_state(task)
+        self.compiled_metrics.update_state(y, logits, sample_weight)
+        metrics = [self.total_loss_tracker]
+        if self.compiled_metrics is not None:
+            metrics += self.compiled_metrics.metrics
+        return {m.name: m.result() for m in metrics}
+
+    def _model_losses(self, index, outputs, frozen, y, sample_weight):
+        """(total, task, distill) of copy ``index``, each a local mean."""
+        logits = outputs[index]
+        task = _local_mean(self.task_loss(y, logits), sample_weight)
+        distill = tf.constant(0.0)
+        teachers = [(tf.stop_gradient(other), tf.constant(1.0))
+                    for j, other in enumerate(outputs) if j != index] + frozen
+        if teachers:
+            _check_same_shape(logits, [t for t, _ in teachers])
+            teacher_logits, weights = zip(*teachers)
+            target = self.distill_loss.target(teacher_logits, weights)
+            distill = _local_mean(self.distill_loss(target, logits), sample_weight)
+            distill *= tf.cast(tf.add_n(list(weights)) > 0, distill.dtype)
+        total = task + self.distill_weight_now() * distill
+        model = ([self.student] + self.peers)[index]
+        if model.losses:
+            total += tf.add_n(model.losses)
+        return total, task, distill
+
+    def _check_output_shapes_if_built(self):
+        models = [self.student] + self.peers + list(self.teacher.frozen_models)
+        shapes = [_output_shape(m) for m in models]
+        known = [s for s in shapes if s is not None]
+        if any(s != known[0] for s in known[1:]):
+            raise ValueError(
+                f"Student and teacher output shapes differ: {shapes} "
+                "(student first). Codistillation compares predictions of the same "
+                "shape: give every copy the same output layer.")
+
+
+def _check_weight(weight):
+    if not (isinstance(weight, (int, float)) and math.isfinite(weight)
+            and weight >= 0):
+        raise ValueError(f"distill_weight must be a finite number >= 0, got {weight!r}.")
+
+
+def _check_burn_in(steps):
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}.")
+
+
+def _check_same_shape(student_logits, teacher_logits):
+    for logits in teacher_logits:
+        if not student_logits.shape.is_compatible_with(logits.shape):
+            raise ValueError(
+                f"Student output shape {student_logits.shape} differs from a "
+                f"teacher's output shape {logits.shape}; codistillation needs "
+                "predictions of the same shape from every copy.")
+
+
+def _output_shape(model):
+    try:
+        return tuple(model.output_shape)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _unreduced_loss(loss):
+    if isinstance(loss, str):
+        raise ValueError(
+            f"loss={loss!r}: pass a loss object that takes logits, e.g. "
+            "keras.losses.SparseCategoricalCrossentropy(from_logits=True), or omit "
+            "loss for the default of the model's output_kind.")
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    if callable(loss):
+        return loss
+    raise TypeError(f"loss must be a keras.losses.Loss or a function, got {loss!r}.")
+
+
+def _local_mean(values, sample_weight=None):
+    """Weighted sum over this replica / its element count.
+
+    Keras' SUM_OVER_BATCH_SIZE semantics, per replica; the train step divides by
+    the replica count so the all-reduced gradient is the global-batch mean's.
+    """
+    values = tf.cast(values, tf.float32)
+    if sample_weight is not None:
+        weights = tf.cast(sample_weight, tf.float32)
+        if weights.shape.rank is not None and weights.shape.rank > values.shape.rank:
+            weights = tf.reshape(weights, tf.shape(values))
+        while weights.shape.rank is not None and weights.shape.rank < values.shape.rank:
+            weights = weights[..., tf.newaxis]
+        values = values * weights
+    count = tf.cast(tf.size(values), tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(values), count)

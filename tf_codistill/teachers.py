@@ -1,0 +1,81 @@
+"""Where a CodistillModel's teacher predictions come from.
+
+A teacher source answers two questions for the train step:
+
+* which models train *alongside* the student in the same step, each distilling
+  from the others (``co_trained_models``: Algorithm 1 with all copies in one
+  process), and
+* which frozen predictions to add as teachers (``frozen_predictions``: a fixed
+  teacher, or peer checkpoints reloaded from other groups), each with a 0/1
+  weight so that a peer without a checkpoint yet contributes nothing.
+
+Sources that must act between steps (swapping in freshly reloaded peer weights)
+return Keras callbacks from ``callbacks()``; ``CodistillModel.fit`` adds them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tf_codistill import compat
+
+
+class TeacherSource:
+    """Base class: no co-trained models and no frozen teachers."""
+
+    @property
+    def co_trained_models(self) -> tuple[keras.Model, ...]:
+        return ()
+
+    @property
+    def frozen_models(self) -> tuple[keras.Model, ...]:
+        """Models whose variables must never change in a train step."""
+        return ()
+
+    def frozen_predictions(self, x) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """(logits, weight) of each frozen teacher for the inputs ``x``."""
+        return []
+
+    def callbacks(self) -> list[keras.callbacks.Callback]:
+        return []
+
+
+class InProcessPeers(TeacherSource):
+    """Peers of the same architecture trained in the same step (Algorithm 1).
+
+    With N-1 peers given here and the student, each of the N copies distills from
+    the mean prediction of the other N-1. Every copy is trained; ``call`` and
+    export use the student.
+    """
+
+    def __init__(self, peers: Sequence[keras.Model]):
+        peers = tuple(peers)
+        if not peers:
+            raise ValueError("InProcessPeers needs at least one peer model.")
+        for index, peer in enumerate(peers):
+            compat.require_tf_keras_model(peer, f"peers[{index}]")
+        self._peers = peers
+
+    @property
+    def co_trained_models(self):
+        return self._peers
+
+
+class FixedTeacher(TeacherSource):
+    """A trained model whose predictions stay fixed: offline distillation."""
+
+    def __init__(self, model: keras.Model):
+        compat.require_tf_keras_model(model, "teacher")
+        model.trainable = False
+        self._model = model
+
+    @property
+    def frozen_models(self):
+        return (self._model,)
+
+    def frozen_predictions(self, x):
+        logits = self._model(x, training=False)
+        return [(tf.stop_gradient(logits), tf.constant(1.0))]
