@@ -13,3 +13,19 @@ _cpus = tf.config.list_physical_devices("CPU")
 if _cpus:
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Several MirroredStrategy objects in one process reuse collective instance
+    keys and abort each other's all-reduces, so tests share this one.
+    """
+    from tf_codistill.strategies import get_strategy
+    strategy = get_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    return strategy

@@ -26,12 +26,20 @@ def get_strategy(name: str, tpu_address: str = "") -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return _mirrored_strategy()
     if name == "multi_worker":
         return _multi_worker_strategy()
     if name == "tpu":
         return _tpu_strategy(tpu_address)
     raise ValueError(f"strategy={name!r} is not known; choose one of {STRATEGIES}.")
+
+
+def _mirrored_strategy():
+    """All GPUs; without GPUs, every logical CPU (one CPU split for testing)."""
+    if tf.config.list_logical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(cpus)
 
 
 def _multi_worker_strategy():

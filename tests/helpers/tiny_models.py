@@ -1,0 +1,59 @@
+"""Tiny models and data shared by tests and the worker processes they start."""
+
+import numpy as np
+import tf_keras as keras
+
+NUM_CLASSES = 3
+VOCAB = 13
+SEQ_LEN = 6
+
+
+def classifier(seed, width=8):
+    """A softmax classifier over 4 features, seeded for identical copies."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.layers.Dense(width, activation="tanh", input_shape=(4,)),
+        keras.layers.Dense(NUM_CLASSES),
+    ])
+
+
+def logistic(seed):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.layers.Dense(8, activation="relu", input_shape=(4,)),
+        keras.layers.Dense(1),
+    ])
+
+
+def token_tagger(seed):
+    """Per-token logits over a small vocabulary: a sequence output."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.layers.Embedding(VOCAB, 8, input_length=SEQ_LEN),
+        keras.layers.Dense(VOCAB),
+    ])
+
+
+def classification_data(n=64, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.randn(n, 4).astype("float32")
+    y = ((x[:, 0] > 0).astype("int32") + (x[:, 1] > 0)).astype("int32")
+    return x, y
+
+
+def binary_data(n=64, seed=0):
+    x, y = classification_data(n, seed)
+    return x, (y > 0).astype("float32")[:, None]
+
+
+def sequence_data(n=32, seed=0):
+    """Next-token targets with a padding mask that zeroes some positions."""
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, VOCAB, size=(n, SEQ_LEN + 1)).astype("int32")
+    lengths = rng.randint(2, SEQ_LEN + 1, size=n)
+    mask = (np.arange(SEQ_LEN)[None, :] < lengths[:, None]).astype("float32")
+    return tokens[:, :-1], tokens[:, 1:], mask
+
+
+def weights_of(model):
+    return [w.copy() for w in model.get_weights()]

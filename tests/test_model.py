@@ -1,0 +1,201 @@
+"""CodistillModel: Algorithm 1 in a Keras train step, under strategies and XLA."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import tf_codistill as tc
+from tests.helpers import tiny_models as tiny
+
+
+def _codistill(student, teacher, **kwargs):
+    model = tc.CodistillModel(student, teacher, **kwargs)
+    model.compile(keras.optimizers.SGD(0.1))
+    return model
+
+
+def _case(name):
+    """(model kwargs, student builder, teacher builder, data) of a named case."""
+    if name == "classifier_peers":
+        return (dict(), lambda: tiny.classifier(1),
+                lambda: tc.InProcessPeers([tiny.classifier(2)]),
+                tiny.classification_data(32))
+    if name == "logistic_fixed_teacher":
+        return (dict(output_kind="sigmoid", distill_loss="kl", temperature=2.0),
+                lambda: tiny.logistic(1), lambda: tc.FixedTeacher(tiny.logistic(7)),
+                tiny.binary_data(32))
+    if name == "masked_sequence_peers":
+        return (dict(distill_loss="logit_mse"), lambda: tiny.token_tagger(1),
+                lambda: tc.InProcessPeers([tiny.token_tagger(2), tiny.token_tagger(3)]),
+                tiny.sequence_data(32))
+    raise KeyError(name)
+
+
+def _train(strategy, case, steps=3):
+    kwargs, make_student, make_teacher, data = _case(case)
+    with strategy.scope():
+        model = _codistill(make_student(), make_teacher(), burn_in_steps=1, **kwargs)
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8).take(steps)
+    history = model.fit(dataset, epochs=1, verbose=0)
+    return model, history
+
+
+@pytest.mark.parametrize("case", ["classifier_peers", "logistic_fixed_teacher",
+                                  "masked_sequence_peers"])
+def test_mirrored_strategy_gives_the_single_device_update(case, mirrored_strategy):
+    single, single_history = _train(tf.distribute.get_strategy(), case)
+    replicated, replicated_history = _train(mirrored_strategy, case)
+    assert len(single.trainable_weights) == len(replicated.trainable_weights) > 0
+    for a, b in zip(single.trainable_weights, replicated.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for key in ("loss", "task_loss", "distill_loss"):
+        np.testing.assert_allclose(single_history.history[key],
+                                   replicated_history.history[key], rtol=1e-5)
+
+
+def test_fit_reports_task_distill_and_total_loss_per_step():
+    x, y = tiny.classification_data(32)
+    model = _codistill(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]),
+                       distill_weight=0.5)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["task_loss"] + 0.5 * logs["distill_loss"],
+                                         rel=1e-5)
+    assert logs["distill_loss"] > 0
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert {"loss", "task_loss", "distill_loss"} <= set(history.history)
+
+
+def test_burn_in_trains_on_the_task_loss_alone_then_switches_the_term_on():
+    x, y = tiny.classification_data(16)
+    plain = _codistill(tiny.classifier(1), None)
+    model = _codistill(tiny.classifier(1), tc.FixedTeacher(tiny.classifier(5)),
+                       burn_in_steps=2)
+    for _ in range(2):
+        plain.train_on_batch(x, y)
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert logs["loss"] == pytest.approx(logs["task_loss"])
+    for a, b in zip(plain.student.get_weights(), model.student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["task_loss"] + logs["distill_loss"])
+
+
+def test_distillation_pulls_the_student_towards_the_teacher():
+    x, y = tiny.classification_data(64)
+    teacher = tiny.classifier(9)
+    kl = tc.get_distillation_loss("kl")
+    target = kl.target([teacher.predict(x, verbose=0)], [1.0])
+
+    def divergence_after_training(source):
+        model = tc.CodistillModel(tiny.classifier(1), source, distill_weight=3.0)
+        model.compile(keras.optimizers.Adam(0.05))
+        model.fit(x, y, batch_size=16, epochs=10, verbose=0)
+        return float(np.mean(kl(target, model.predict(x, verbose=0))))
+
+    assert divergence_after_training(tc.FixedTeacher(teacher)) < 0.5 * divergence_after_training(None)
+
+
+def test_only_student_and_co_trained_peer_variables_change():
+    x, y = tiny.classification_data(16)
+    teacher = tiny.classifier(5)
+    teacher_before = tiny.weights_of(teacher)
+    student, peer = tiny.classifier(1), tiny.classifier(2)
+    student_before, peer_before = tiny.weights_of(student), tiny.weights_of(peer)
+    model = _codistill(student, tc.FixedTeacher(teacher))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for before, after in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert all(not np.allclose(b, a) for b, a in zip(student_before, student.get_weights()))
+    peers = _codistill(student, tc.InProcessPeers([peer]))
+    peers.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert all(not np.allclose(b, a) for b, a in zip(peer_before, peer.get_weights()))
+
+
+def test_in_process_peers_each_distill_from_the_mean_of_the_others():
+    """With three copies, copy 0's distillation target is the mean of copies 1, 2."""
+    x, y = tiny.classification_data(16)
+    copies = [tiny.classifier(s) for s in (1, 2, 3)]
+    model = _codistill(copies[0], tc.InProcessPeers(copies[1:]), distill_loss="kl")
+    probs = [tf.nn.softmax(c(x)) for c in copies]
+    target = (probs[1] + probs[2]) / 2
+    expected = np.mean(np.sum(target * (np.log(target) - tf.nn.log_softmax(copies[0](x))),
+                              axis=-1))
+    logs = model.test_on_batch(x, y, return_dict=True)  # builds metrics, no update
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["distill_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_jit_compiled_train_step_matches_the_graph_step():
+    x, y = tiny.binary_data(32)
+    results = []
+    for jit in (False, True):
+        model = tc.CodistillModel(tiny.logistic(1), tc.InProcessPeers([tiny.logistic(2)]),
+                                  output_kind="sigmoid")
+        model.compile(keras.optimizers.SGD(0.1), jit_compile=jit)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_predict_evaluate_and_save_use_the_student_alone(tmp_path):
+    x, y = tiny.classification_data(16)
+    model = _codistill(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               model.student.predict(x, verbose=0), rtol=1e-6)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss"}
+    model.save(str(tmp_path / "export"))
+    served = tf.saved_model.load(str(tmp_path / "export"))
+    np.testing.assert_allclose(served(tf.constant(x)), model.student(x), rtol=1e-5)
+    assert len(tf.nest.flatten(served.variables)) == len(model.student.variables)
+
+
+def test_keras3_model_is_refused_with_how_to_fix():
+    import keras as keras3
+    model3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    with pytest.raises(TypeError, match="Keras 3 model.*tf_keras"):
+        tc.CodistillModel(model3)
+    with pytest.raises(TypeError, match="teacher is a Keras 3 model"):
+        tc.FixedTeacher(model3)
+
+
+def test_output_shapes_that_differ_are_refused():
+    with pytest.raises(ValueError, match="output shapes differ"):
+        tc.CodistillModel(tiny.classifier(1), tc.FixedTeacher(tiny.logistic(2)))
+
+
+def test_output_shapes_that_differ_are_refused_when_first_traced():
+    class Unbuilt(keras.Model):
+        def __init__(self, units):
+            super().__init__()
+            self.dense = keras.layers.Dense(units)
+
+        def call(self, x):
+            return self.dense(x)
+
+    x, y = tiny.classification_data(8)
+    model = _codistill(Unbuilt(3), tc.InProcessPeers([Unbuilt(4)]))
+    with pytest.raises(ValueError, match="differs from a teacher's output shape"):
+        model.train_on_batch(x, y)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(distill_weight=-0.1), "distill_weight must be a finite number >= 0"),
+    (dict(distill_weight=float("nan")), "distill_weight"),
+    (dict(temperature=0.0), "temperature must be > 0"),
+    (dict(burn_in_steps=-5), "burn_in_steps must be an integer >= 0"),
+    (dict(distill_loss="l1"), r"choose one of \['cross_entropy', 'kl', 'logit_mse'\]"),
+    (dict(output_kind="relu"), "output_kind='relu'"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tc.CodistillModel(tiny.classifier(1), **kwargs)
+
+
+def test_string_task_loss_is_refused_because_models_output_logits():
+    model = tc.CodistillModel(tiny.classifier(1))
+    with pytest.raises(ValueError, match="from_logits=True"):
+        model.compile("sgd", loss="sparse_categorical_crossentropy")
