@@ -1,0 +1,47 @@
+"""model.fit on a CodistillModel under MultiWorkerMirroredStrategy, two real processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_worker(index, cluster, out_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(
+        {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}))
+    return subprocess.Popen([sys.executable, "-m", "tests.helpers.mwms_worker", str(out_path)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_local_workers_end_with_identical_weights(tmp_path):
+    cluster = [f"localhost:{port}" for port in free_ports(2)]
+    outputs = [tmp_path / f"worker{i}.npz" for i in range(2)]
+    workers = [start_worker(i, cluster, out) for i, out in enumerate(outputs)]
+    for worker in workers:
+        log, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, log[-3000:]
+    first, second = (np.load(out) for out in outputs)
+    assert int(first["replicas"]) == 2
+    weights = [k for k in first.files if k.startswith("arr_")]
+    assert len(weights) == 8  # two copies of two Dense layers
+    for key in weights:
+        np.testing.assert_array_equal(first[key], second[key])
+    np.testing.assert_allclose(first["loss"], second["loss"], rtol=1e-6)
+    assert np.all(np.isfinite(first["loss"]))
