@@ -1,0 +1,110 @@
+"""The smallest real codistillation: two copies in one process vs a baseline.
+
+    python -m tf_codistill.quickstart
+
+Trains, on the same examples and for the same number of steps, (a) one MLP
+alone and (b) two MLPs of the same architecture that codistill (Algorithm 1 of
+Anil et al. 2018, all copies in one process), on a noisy-label classification
+task generated here, and prints the validation cross entropy and accuracy of
+each. Runs in under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from tf_codistill.model import CodistillModel  # noqa: E402
+from tf_codistill.teachers import InProcessPeers  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickstartConfig:
+    num_classes: int = 8
+    num_features: int = 16
+    train_examples: int = 4096
+    eval_examples: int = 4096
+    label_noise: float = 0.3
+    hidden_units: int = 256
+    batch_size: int = 64
+    epochs: int = 40
+    learning_rate: float = 1e-3
+    distill_weight: float = 1.0
+    burn_in_steps: int = 200
+    seed: int = 0
+
+
+def make_data(config: QuickstartConfig):
+    """Gaussian clusters with a fraction of training labels flipped at random.
+
+    Noisy labels are where a peer's soft predictions help: the distillation term
+    pulls each copy away from memorizing the flipped labels.
+    """
+    rng = np.random.RandomState(config.seed)
+    centers = rng.randn(config.num_classes, config.num_features) * 1.2
+
+    def sample(n, noise):
+        labels = rng.randint(0, config.num_classes, size=n)
+        features = centers[labels] + rng.randn(n, config.num_features)
+        flip = rng.rand(n) < noise
+        labels = np.where(flip, rng.randint(0, config.num_classes, size=n), labels)
+        return features.astype("float32"), labels.astype("int32")
+
+    return sample(config.train_examples, config.label_noise), sample(config.eval_examples, 0.0)
+
+
+def make_mlp(config: QuickstartConfig, seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.layers.Dense(config.hidden_units, activation="relu",
+                           input_shape=(config.num_features,)),
+        keras.layers.Dense(config.hidden_units, activation="relu"),
+        keras.layers.Dense(config.num_classes),
+    ])
+
+
+def train(config: QuickstartConfig, codistill: bool) -> dict[str, float]:
+    """Trains one model (or two codistilling copies); returns the student's eval."""
+    (x, y), (x_eval, y_eval) = make_data(config)
+    peers = InProcessPeers([make_mlp(config, config.seed + 2)]) if codistill else None
+    model = CodistillModel(make_mlp(config, config.seed + 1), peers,
+                           distill_weight=config.distill_weight,
+                           burn_in_steps=config.burn_in_steps)
+    model.compile(keras.optimizers.Adam(config.learning_rate),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0,
+              shuffle=True)
+    return model.evaluate(x_eval, y_eval, verbose=0, return_dict=True)
+
+
+def run(config: QuickstartConfig) -> dict[str, dict[str, float]]:
+    return {"baseline": train(config, codistill=False),
+            "codistilled": train(config, codistill=True)}
+
+
+def format_results(results: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'model':<12} {'eval cross entropy':>19} {'eval accuracy':>14}"]
+    for name, metrics in results.items():
+        lines.append(f"{name:<12} {metrics['loss']:>19.4f} {metrics['accuracy']:>14.4f}")
+    return "\n".join(lines)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("epochs", QuickstartConfig.epochs, "Passes over the training set.")
+flags.DEFINE_integer("seed", QuickstartConfig.seed, "Seed for data and initialization.")
+
+
+def main(argv):
+    del argv
+    config = QuickstartConfig(epochs=FLAGS.epochs, seed=FLAGS.seed)
+    print(format_results(run(config)))
+
+
+if __name__ == "__main__":
+    app.run(main)
