@@ -1,0 +1,107 @@
+"""The paper's Common Crawl language model: stacked LSTMs whose state never resets.
+
+Batches are 32-token windows of B continuous document streams; the hidden state
+of every layer is carried from one batch to the next and never reset, so the
+model must learn to use the end-of-document token to reset itself (Anil et al.
+2018, section 3).
+
+tf_keras refuses ``stateful=True`` RNNs under tf.distribute, so the state lives
+in non-trainable ``ON_READ`` variables created in the strategy's scope: each
+replica keeps the state of its own streams, fed back as ``initial_state``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tf_keras as keras
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelConfig:
+    vocab_size: int = 24006
+    embedding_dim: int = 256
+    units: int = 1024
+    num_layers: int = 2
+    layer_norm: bool = True
+
+
+class LayerNormLSTMCell(keras.layers.LSTMCell):
+    """LSTM cell with layer normalization (Ba et al. 2016).
+
+    The input and recurrent projections of the four gates are normalized
+    separately, and so is the cell state before the output nonlinearity.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        self.input_norm = keras.layers.LayerNormalization(name="input_norm")
+        self.recurrent_norm = keras.layers.LayerNormalization(name="recurrent_norm")
+        self.cell_norm = keras.layers.LayerNormalization(name="cell_norm")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.input_norm.build((None, 4 * self.units))
+        self.recurrent_norm.build((None, 4 * self.units))
+        self.cell_norm.build((None, self.units))
+
+    def call(self, inputs, states, training=None):
+        h_prev, c_prev = states
+        z = (self.input_norm(tf.matmul(inputs, self.kernel))
+             + self.recurrent_norm(tf.matmul(h_prev, self.recurrent_kernel)))
+        if self.use_bias:
+            z += self.bias
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        c = tf.sigmoid(f) * c_prev + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(self.cell_norm(c))
+        return h, [h, c]
+
+
+class StatefulLanguageModel(keras.Model):
+    """Embedding -> LSTM x num_layers -> logits over the vocabulary, per token.
+
+    Args:
+      config: sizes of the model.
+      batch_size: rows per replica; the carried state has one row per stream.
+    """
+
+    def __init__(self, config: LanguageModelConfig, batch_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.batch_size = batch_size
+        self.embedding = keras.layers.Embedding(config.vocab_size, config.embedding_dim)
+        self.rnn_layers = [self._recurrent_layer(index) for index in range(config.num_layers)]
+        self.logits = keras.layers.Dense(config.vocab_size, name="logits")
+        self.states = [[self._state_variable(f"layer{index}_{part}") for part in ("h", "c")]
+                       for index in range(config.num_layers)]
+
+    def _recurrent_layer(self, index):
+        units = self.config.units
+        if self.config.layer_norm:
+            return keras.layers.RNN(LayerNormLSTMCell(units), return_sequences=True,
+                                    return_state=True, name=f"lstm{index}")
+        return keras.layers.LSTM(units, return_sequences=True, return_state=True,
+                                 name=f"lstm{index}")
+
+    def _state_variable(self, name):
+        return tf.Variable(tf.zeros((self.batch_size, self.config.units)), trainable=False,
+                           name=name, synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    def call(self, tokens, training=None):
+        x = self.embedding(tokens)
+        for layer, (h, c) in zip(self.rnn_layers, self.states):
+            x, h_last, c_last = layer(x, initial_state=[h, c], training=training)
+            h.assign(h_last)
+            c.assign(c_last)
+        return self.logits(x)
+
+    def reset_states(self):
+        """Zeroes the carried state, e.g. before reading a new set of streams."""
+        for pair in self.states:
+            for variable in pair:
+                variable.assign(tf.zeros_like(variable))
+
+    def get_config(self):
+        return {"config": dataclasses.asdict(self.config), "batch_size": self.batch_size}
