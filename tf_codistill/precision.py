@@ -6,7 +6,7 @@ teacher's compute dtype is independent of the storage precision.
 
 Precisions:
   float32   lossless.
-  bfloat16  float32's range, 8 significant bits: relative error <= 2**-9.
+  bfloat16  float32's range, 8 significant bits: relative error <= 2**-8.
   float16   11 significant bits (relative error <= 2**-11) but |x| must stay <= 65504;
             larger weights are refused (use bfloat16 or int8 instead).
   int8      symmetric quantization, q = round(x / scale) in [-127, 127], error <= scale / 2
