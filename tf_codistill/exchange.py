@@ -58,6 +58,10 @@ class PeerSnapshot:
 class _TornCheckpoint(Exception):
     """A checkpoint file vanished or failed verification; the read may be retried."""
 
+    def __init__(self, message: str, vanished: bool = False):
+        super().__init__(message)
+        self.vanished = vanished  # the normal race with max_to_keep, not damage worth a warning
+
 
 # ---------------------------------------------------------------------------------------------
 # Publishing.
@@ -213,6 +217,8 @@ def _read_latest_counting(directory, known_step, max_attempts, retry_delay_s):
             except _TornCheckpoint as error:
                 tally["failures"] += 1
                 problems.append(str(error))
+                if not error.vanished:
+                    logging.warning("Skipping peer checkpoint step %d: %s", entry["step"], error)
                 continue
             snapshot = PeerSnapshot(
                 step=entry["step"], names=names, weights=weights, precision=entry["precision"],
@@ -261,7 +267,7 @@ def _read_verified_file(path: str, expected: dict, tally: dict) -> bytes:
     try:
         data = _read_bytes(path)
     except tf.errors.NotFoundError as error:
-        raise _TornCheckpoint(f"{path} vanished mid-read") from error
+        raise _TornCheckpoint(f"{path} vanished mid-read", vanished=True) from error
     tally["bytes"] += len(data)
     if len(data) != expected["size"]:
         raise _TornCheckpoint(f"{path} has {len(data)} bytes, manifest says {expected['size']}")
