@@ -8,9 +8,9 @@ weights from its verified private copy. A checkpoint without a manifest entry is
 file that vanishes mid-read (the writer's `max_to_keep` at work) or fails its checksum (a writer
 killed mid-write, a torn copy) makes the reader retry or fall back, never load torn weights.
 
-Checksum: CRC32C (google-crc32c) runs at ~5 GB/s here against ~1 GB/s for SHA-256
-(benchmarks/exchange_checksum.py); it detects torn and corrupt files, which is its job here (no
-adversary), and it is the checksum GCS keeps for every object.
+Checksum: CRC32C (google-crc32c) takes about a quarter of SHA-256's time here (0.08 s vs 0.31 s
+for the paper LM's 178 MB, benchmarks/exchange_checksum.py); it detects torn and corrupt files,
+which is its job here (there is no adversary), and it is the checksum GCS keeps for every object.
 
 Manifest layout (JSON, "format": 1): {"checkpoints": [entry, ...]}, newest first, one entry per
 checkpoint the writer still keeps; entry = {"step", "prefix" (relative to the directory),

@@ -78,7 +78,7 @@ def _as_float32(array, index: int) -> np.ndarray:
     if not np.issubdtype(value.dtype, np.floating) and value.dtype != _STORAGE_DTYPES["bfloat16"]:
         raise ValueError(f"Tensor {index} has dtype {value.dtype}; only float weights "
                          "can be published as teacher weights.")
-    value = value.astype(np.float32)
+    value = value.astype(np.float32, copy=False)
     if not np.all(np.isfinite(value)):
         raise ValueError(f"Tensor {index} holds NaN or Inf; refusing to publish it.")
     return value
@@ -90,11 +90,11 @@ def _encode_one(value: np.ndarray, precision: str, index: int) -> EncodedTensor:
     if precision == "float16" and value.size and np.abs(value).max() > _FLOAT16_MAX:
         raise ValueError(f"Tensor {index} has |x| up to {np.abs(value).max():.4g}, beyond "
                          f"float16's {_FLOAT16_MAX:.0f}; publish it as bfloat16 or int8.")
-    return EncodedTensor(value.astype(_STORAGE_DTYPES[precision]))
+    return EncodedTensor(value.astype(_STORAGE_DTYPES[precision], copy=False))
 
 
 def _decode_one(tensor: EncodedTensor, precision: str, index: int) -> np.ndarray:
-    values = tensor.values.astype(np.float32)
+    values = tensor.values.astype(np.float32, copy=False)
     if precision != "int8":
         return values
     if tensor.scale is None:
