@@ -71,8 +71,8 @@ class PeerPublisher:
 
     Only the group's chief worker may call `publish`: the published copy is separate from the
     group's own training checkpoints, so the other workers of a MultiWorkerMirroredStrategy group
-    take no part in it. Create the publisher outside `strategy.scope()`: inside it, its staging
-    variables would be mirrored on every replica for nothing (it still works).
+    take no part in it. Call `publish` outside `strategy.scope()`: the staging variables it
+    creates on first use would otherwise be mirrored on every replica for nothing (still works).
     Publishing a step number that already exists (a restarted writer) overwrites that checkpoint;
     readers detect the rewrite through the checksums.
     """
