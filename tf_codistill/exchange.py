@@ -350,12 +350,13 @@ class PeerPoller:
         return new
 
     def stats(self) -> dict:
-        """Reload counters, median reload latency and the worst staleness seen, in seconds."""
+        """Reload counters, median reload latency, worst staleness seen (s), newest steps."""
         with self._lock:
             latencies = list(self._latencies)
             return {**self._counters,
                     "median_reload_latency_s": statistics.median(latencies) if latencies else None,
-                    "max_staleness_s": self._max_staleness_s}
+                    "max_staleness_s": self._max_staleness_s,
+                    "newest_steps": {i: s.step for i, s in sorted(self._newest.items())}}
 
     def poll_once(self) -> None:
         """Polls every peer once; the thread calls this, and so may tests or a sync loop."""
