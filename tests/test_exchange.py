@@ -209,3 +209,15 @@ def test_check_compatible_names_every_mismatch(tmp_path):
     assert "missing dense/kernel" in message and "extra lstm/bias" in message
     assert "lstm/kernel: peer shape (4, 16) vs expected (8, 16)" in message
     assert "embedding/embeddings" not in message
+
+
+def test_works_through_a_non_local_tf_filesystem(tmp_path):
+    """ram:// goes through tf.io.gfile like gs:// does, without os-level fsync or replace."""
+    directory = f"ram://{tmp_path.name}/group_1/published"
+    _publish_steps(directory, [1, 2, 3], precision="bfloat16")
+    snapshot = read_latest(directory)
+    assert snapshot.step == 3 and snapshot.path == f"{directory}/ckpt-3"
+    np.testing.assert_allclose(snapshot.weights[2], _named_weights(3)[2][1], rtol=2.0 ** -8)
+    names = tf.io.gfile.listdir(directory)
+    assert exchange.MANIFEST_NAME in names and not [n for n in names if ".tmp-" in n]
+    assert "ckpt-1.index" not in names

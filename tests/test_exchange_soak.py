@@ -2,8 +2,9 @@
 
 A writer in a separate process publishes every step with max_to_keep=2 and is killed with
 SIGKILL several times and restarted, sometimes re-publishing steps that already exist. For 30 s
-the test process reads the newest snapshot in a loop; every snapshot it gets must be exactly one
-published step's weights. Run as a script, this file is that writer.
+the test process reads the newest snapshot in a loop, and a PeerPoller polls in the background;
+every snapshot either gets must be exactly one published step's weights. Run as a script, this
+file is that writer.
 """
 import json
 import os
@@ -14,7 +15,7 @@ import time
 
 import numpy as np
 
-from tf_codistill.exchange import MANIFEST_NAME, PeerPublisher, read_latest
+from tf_codistill.exchange import MANIFEST_NAME, PeerPoller, PeerPublisher, read_latest
 
 SOAK_SECONDS = 30.0
 KILL_AFTER_PUBLISHING_S = 1.0  # let each writer generation publish a while before killing it
@@ -72,11 +73,13 @@ def test_reader_never_loads_torn_weights_while_the_writer_is_killed(tmp_path, ca
     start_steps = {0: 0}
     writer = _start_writer(directory, 0, 0, log_path)
     counts = {"reads": 0, "loaded": 0, "none": 0, "retried_reads": 0, "retries": 0, "kills": 0}
-    seen, generation_seen_at = set(), {}
+    seen, generation_seen_at, polled = set(), {}, set()
+    poller = PeerPoller([directory], poll_interval_s=0.05)
     deadline = time.monotonic() + SOAK_SECONDS
     try:
         while time.monotonic() < deadline:
             assert writer.poll() is None, f"writer died on its own:\n{log_path.read_text()}"
+            polled.update(published_step_and_generation(s) for s in poller.take_new().values())
             snapshot = read_latest(directory)
             counts["reads"] += 1
             if snapshot is None:
@@ -102,15 +105,19 @@ def test_reader_never_loads_torn_weights_while_the_writer_is_killed(tmp_path, ca
     finally:
         writer.kill()
         writer.wait()
+        poller.close()
+    poller_stats = poller.stats()
     generations = sorted({g for _, g in seen})
     messages = [r.getMessage() for r in caplog.records]
     counts["damaged_skipped"] = sum("Skipping peer checkpoint" in m for m in messages)
     counts["gave_up"] = sum("No verified peer checkpoint" in m for m in messages)
     print(f"\nsoak {SOAK_SECONDS:.0f}s: {counts}, distinct (step, generation) loaded: "
-          f"{len(seen)}, generations loaded: {generations}, restart steps: {start_steps}")
+          f"{len(seen)}, generations loaded: {generations}, restart steps: {start_steps}; "
+          f"background poller: {len(polled)} snapshots taken, stats {poller_stats}")
     assert counts["kills"] >= 1
     assert len(generations) >= 2  # snapshots kept loading after a restart
     assert counts["loaded"] > 100
+    assert len(polled) > 10 and poller_stats["errors"] == 0
 
 
 if __name__ == "__main__":
