@@ -212,23 +212,29 @@ def _read_latest_counting(directory, known_step, max_attempts, retry_delay_s):
             continue
         if not entries:
             return None, tally["bytes"]
-        for entry in entries:
-            try:
-                names, weights = _read_entry(directory, entry, tally)
-            except _TornCheckpoint as error:
-                tally["failures"] += 1
-                problems.append(str(error))
-                if not error.vanished:
-                    logging.warning("Skipping peer checkpoint step %d: %s", entry["step"], error)
-                continue
-            snapshot = PeerSnapshot(
+        found = _first_verified_entry(directory, entries, tally, problems)
+        if found:
+            entry, names, weights = found
+            return PeerSnapshot(
                 step=entry["step"], names=names, weights=weights, precision=entry["precision"],
                 bytes_read=tally["bytes"], read_seconds=time.monotonic() - start,
-                path=_join(directory, entry["prefix"]), retries=tally["failures"])
-            return snapshot, tally["bytes"]
+                path=_join(directory, entry["prefix"]), retries=tally["failures"]), tally["bytes"]
     logging.warning("No verified peer checkpoint in %s after %d attempts; last problems: %s",
                     directory, max_attempts, "; ".join(problems[-3:]))
     return None, tally["bytes"]
+
+
+def _first_verified_entry(directory: str, entries: list[dict], tally: dict, problems: list):
+    """(entry, names, weights) of the newest entry that verifies, else None."""
+    for entry in entries:
+        try:
+            return (entry, *_read_entry(directory, entry, tally))
+        except _TornCheckpoint as error:
+            tally["failures"] += 1
+            problems.append(str(error))
+            if not error.vanished:
+                logging.warning("Skipping peer checkpoint step %d: %s", entry["step"], error)
+    return None
 
 
 def _candidate_entries(directory: str, known_step: Optional[int], tally: dict) -> list[dict]:
