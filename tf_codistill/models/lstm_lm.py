@@ -97,6 +97,11 @@ class StatefulLanguageModel(keras.Model):
             c.assign(c_last)
         return self.logits(x)
 
+    @property
+    def carried_state_variables(self) -> list[tf.Variable]:
+        """Per-stream state: kept in checkpoints, never sent to peers."""
+        return [variable for pair in self.states for variable in pair]
+
     def reset_states(self):
         """Zeroes the carried state, e.g. before reading a new set of streams."""
         for pair in self.states:

@@ -1,0 +1,171 @@
+"""Teachers from other groups: frozen copies reloaded from the peers' published weights.
+
+Each group publishes its student's weights (``PublishCallback``); every other
+group polls them in a background thread (``exchange.PeerPoller``) and, every
+``reload_interval`` steps, swaps the freshest verified snapshot into a frozen
+teacher copy between two steps (``CheckpointPeers``). A peer that has published
+nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from tf_codistill import exchange
+from tf_codistill.teachers import TeacherSource
+
+
+def exchanged_variables(model: keras.Model) -> list[tf.Variable]:
+    """The variables a peer needs: all weights but per-stream carried state."""
+    carried = {id(v) for v in getattr(model, "carried_state_variables", [])}
+    return [v for v in model.weights if id(v) not in carried]
+
+
+def exchanged_names(model: keras.Model) -> list[str]:
+    """Position-based names, identical for every copy of one architecture.
+
+    Keras variable names carry per-process layer counters ("dense_3"), so peers
+    are matched by position and shape; the short name keeps errors readable.
+    """
+    return [f"{index:03d}/{variable.name.split('/')[-1].split(':')[0]}"
+            for index, variable in enumerate(exchanged_variables(model))]
+
+
+def named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    return [(name, variable.numpy()) for name, variable
+            in zip(exchanged_names(model), exchanged_variables(model))]
+
+
+class CheckpointPeers(TeacherSource):
+    """Frozen copies of peer groups' models, reloaded from their published weights.
+
+    Args:
+      peer_directories: each peer's publish directory.
+      build_model: builds one copy of the architecture (called in the strategy
+        scope by the caller of this constructor).
+      reload_interval: steps between swaps of fresh weights into the copies.
+      poll_interval_s: how often the background thread looks for new weights.
+      staleness_warning_s: warn when a peer published nothing new for this long.
+    """
+
+    def __init__(self, peer_directories: Sequence[str], build_model: Callable[[], keras.Model],
+                 reload_interval: int = 50, poll_interval_s: float = 5.0,
+                 staleness_warning_s: float = 600.0):
+        if reload_interval < 1:
+            raise ValueError(f"reload_interval must be >= 1, got {reload_interval}.")
+        self.peer_directories = list(peer_directories)
+        self.reload_interval = reload_interval
+        self._copies = [build_model() for _ in self.peer_directories]
+        for copy in self._copies:
+            copy.trainable = False
+        self._available = [tf.Variable(0.0, trainable=False, name=f"peer{i}_available")
+                           for i in range(len(self._copies))]
+        self._poller = exchange.PeerPoller(self.peer_directories, poll_interval_s,
+                                           staleness_warning_s)
+        self._expected = None
+        self.peer_steps: dict[int, int] = {}
+        self.max_staleness_steps = 0
+        self.swaps = 0
+
+    @property
+    def frozen_models(self):
+        return tuple(self._copies)
+
+    def frozen_predictions(self, x):
+        return [(tf.stop_gradient(copy(x, training=False)), available)
+                for copy, available in zip(self._copies, self._available)]
+
+    def callbacks(self):
+        return [_ReloadCallback(self)]
+
+    def swap_in_new_weights(self, own_step: int) -> int:
+        """Assigns every newer peer snapshot to its copy; returns how many."""
+        snapshots = self._poller.take_new()
+        for index, snapshot in sorted(snapshots.items()):
+            self._assign(index, snapshot)
+            self.peer_steps[index] = snapshot.step
+            self.swaps += 1
+        for step in self.peer_steps.values():
+            self.max_staleness_steps = max(self.max_staleness_steps, own_step - step)
+        return len(snapshots)
+
+    def stats(self) -> dict:
+        poller = self._poller.stats()
+        return {"teacher_reloads": self.swaps,
+                "teacher_staleness_steps": self.max_staleness_steps,
+                "peer_bytes_read": poller["peer_bytes_read"],
+                "reload_latency_s": poller["median_reload_latency_s"],
+                "peer_steps": dict(self.peer_steps)}
+
+    def close(self):
+        self._poller.close()
+
+    def _assign(self, index, snapshot):
+        copy = self._copies[index]
+        if self._expected is None:
+            self._expected = [(n, v.shape) for n, v in
+                              zip(exchanged_names(copy), exchanged_variables(copy))]
+        exchange.check_compatible(snapshot, self._expected)
+        for variable, value in zip(exchanged_variables(copy), snapshot.weights):
+            variable.assign(value.astype(variable.dtype.as_numpy_dtype))
+        self._available[index].assign(1.0)
+        logging.info("Teacher %d now holds peer step %d (%s, read in %.2f s).",
+                     index, snapshot.step, snapshot.precision, snapshot.read_seconds)
+
+
+class _ReloadCallback(keras.callbacks.Callback):
+    """Swaps fresh peer weights in between steps, every ``reload_interval`` steps."""
+
+    def __init__(self, peers: CheckpointPeers):
+        super().__init__()
+        self._peers = peers
+        self._step = None
+
+    def on_train_begin(self, logs=None):
+        self._step = int(self.model.optimizer.iterations.numpy())
+        self._peers.swap_in_new_weights(self._step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step % self._peers.reload_interval == 0:
+            self._peers.swap_in_new_weights(self._step)
+
+
+class PublishCallback(keras.callbacks.Callback):
+    """Publishes the student's weights for the peers every ``interval`` steps.
+
+    Only the chief publishes (``is_chief``); reading variables is local, so the
+    other workers of a group need not take part.
+    """
+
+    def __init__(self, publisher: exchange.PeerPublisher | None, student: keras.Model,
+                 interval: int):
+        super().__init__()
+        self._publisher = publisher
+        self._student = student
+        self._interval = interval
+        self._step = None
+        self.publish_seconds: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self._step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._publisher is not None and self._step % self._interval == 0:
+            self.publish(self._step)
+
+    def publish(self, step):
+        start = time.perf_counter()
+        self._publisher.publish(step, named_weights(self._student))
+        self.publish_seconds.append(time.perf_counter() - start)
+
+    def median_publish_seconds(self):
+        return statistics.median(self.publish_seconds) if self.publish_seconds else None

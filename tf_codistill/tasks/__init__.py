@@ -1,0 +1,19 @@
+"""Training set-ups by name; each module is imported only when its task is asked for."""
+
+from __future__ import annotations
+
+import importlib
+
+from tf_codistill.config import ConfigError, RunConfig
+from tf_codistill.tasks.base import Task
+
+TASKS = {
+    "clusters": "tf_codistill.tasks.clusters:ClustersTask",
+}
+
+
+def get_task(config: RunConfig) -> Task:
+    if config.task not in TASKS:
+        raise ConfigError(f"--task={config.task!r} is not known; choose one of {sorted(TASKS)}.")
+    module_name, class_name = TASKS[config.task].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(config)

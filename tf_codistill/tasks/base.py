@@ -1,0 +1,45 @@
+"""What a training set-up provides to the loop: data, model, metrics (Model Garden's Task)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tf_codistill.config import RunConfig
+
+
+class Task:
+    """One set-up of the paper: LM, Criteo, ImageNet, or the tiny clusters task."""
+
+    output_kind = "softmax"
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+
+    def check_inputs(self) -> None:
+        """Raises ValueError saying what to pass when required data is missing."""
+
+    def build_model(self, per_replica_batch: int) -> keras.Model:
+        raise NotImplementedError
+
+    def train_dataset(self, context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """Endless per-replica batches of this group's partition, this worker's shard."""
+        raise NotImplementedError
+
+    def eval_dataset(self, context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """Finite per-replica batches of held-out data no group trains on."""
+        raise NotImplementedError
+
+    def metrics(self) -> list:
+        return []
+
+    def summarize_eval(self, logs: dict) -> dict:
+        """Adds derived figures (e.g. perplexity) to the evaluation logs."""
+        return dict(logs)
+
+    throughput_unit = "examples"
+
+    @property
+    def units_per_row(self) -> int:
+        """Throughput units (examples, or tokens for an LM) in one row of a batch."""
+        return 1

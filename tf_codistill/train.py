@@ -1,0 +1,131 @@
+r"""Trains a codistillation job: flags -> RunConfig -> train_lib.run.
+
+    python -m tf_codistill.train --flagfile=configs/lm.flags --model_dir=runs/lm
+
+With ``--num_groups=N`` and no ``--group``, this starts the N groups as N local
+processes sharing ``--model_dir`` and prints a table of their results. With
+``--group=k`` it runs group k alone, so that a cluster scheduler can run each
+group as its own job (for example a MultiWorkerMirroredStrategy job with its
+own TF_CONFIG). Flagfiles layer: later flags win.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from tf_codistill import config as config_lib  # noqa: E402
+from tf_codistill.strategies import STRATEGIES, TPUUnavailableError  # noqa: E402
+from tf_codistill.topology import TOPOLOGIES  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+# The run.
+flags.DEFINE_string("task", "lm", "Set-up to train: lm, criteo, imagenet or clusters.")
+flags.DEFINE_string("model_dir", None, "Directory holding everything the run makes; rerun "
+                    "the same command to resume.")
+flags.DEFINE_integer("num_groups", 1, "Groups (model copies) that codistill.")
+flags.DEFINE_integer("group", None, "Run only this group (0-based); unset with "
+                     "--num_groups > 1 starts every group as a local process.")
+flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy inside a group.")
+flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
+# The trainer.
+flags.DEFINE_integer("train_steps", 1000, "Optimizer steps per group.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size of one group.")
+flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate.")
+flags.DEFINE_enum("optimizer", "adam", config_lib.OPTIMIZERS, "Optimizer.")
+flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
+flags.DEFINE_list("lr_decay_boundaries", [], "Steps at which the learning rate drops x0.1.")
+flags.DEFINE_integer("steps_per_loop", 50, "Steps between checkpoints and progress lines.")
+flags.DEFINE_integer("eval_steps", 50, "Evaluation batches at the end (0: the whole set).")
+flags.DEFINE_integer("seed", 0, "Seed for initialization and data order.")
+# Codistillation.
+flags.DEFINE_enum("distill_loss", "cross_entropy", ["cross_entropy", "kl", "logit_mse"],
+                  "psi: soft-target cross entropy (the paper's), KL at a temperature, or "
+                  "squared error between logits.")
+flags.DEFINE_float("distill_weight", 1.0, "Weight of the distillation term.")
+flags.DEFINE_float("temperature", 1.0, "Softmax temperature of cross_entropy and kl.")
+flags.DEFINE_integer("burn_in_steps", 0, "Steps trained on the task loss alone.")
+flags.DEFINE_integer("reload_interval", 50, "Steps between reloads of peer checkpoints "
+                     "(and between publishes of this group's weights).")
+flags.DEFINE_enum("topology", "all_to_all", TOPOLOGIES, "Which peers each group reads.")
+flags.DEFINE_enum("teacher_precision", "float32", config_lib.PRECISIONS,
+                  "Precision of the published teacher weights.")
+flags.DEFINE_enum("partition", "disjoint", config_lib.PARTITIONS,
+                  "Groups read disjoint partitions of the data, or the same data.")
+flags.DEFINE_float("staleness_warning_s", 600.0, "Warn when a peer published nothing new "
+                   "for this many seconds.")
+# Data.
+flags.DEFINE_list("train_files", [], "Training files (globs allowed).")
+flags.DEFINE_list("eval_files", [], "Held-out files; empty: a held-out partition of "
+                  "--train_files.")
+flags.DEFINE_string("data_dir", "", "Data directory (ImageNet TFRecords).")
+flags.DEFINE_string("vocab", "", "Word-piece vocabulary (tokenizer model file).")
+flags.DEFINE_integer("seq_len", 32, "Tokens per LM batch row.")
+flags.DEFINE_integer("min_paragraph_chars", 0, "Long-paragraph filter; 0: the default.")
+# The model.
+flags.DEFINE_integer("vocab_size", 0, "LM vocabulary size; 0: from --vocab.")
+flags.DEFINE_integer("embedding_dim", 256, "LM input embedding size.")
+flags.DEFINE_integer("units", 1024, "LSTM units per layer.")
+flags.DEFINE_integer("num_layers", 2, "LSTM layers.")
+flags.DEFINE_bool("layer_norm", True, "Layer-normalized LSTM cells.")
+flags.DEFINE_list("hidden_units", [], "Widths of a DNN's hidden layers.")
+flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
+flags.DEFINE_integer("num_classes", 1000, "Classes of a classifier.")
+
+
+def config_from_flags() -> config_lib.RunConfig:
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required: the directory that holds the run.")
+    return config_lib.RunConfig(
+        task=FLAGS.task, model_dir=FLAGS.model_dir, num_groups=FLAGS.num_groups,
+        group=FLAGS.group or 0, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+        trainer=config_lib.TrainerConfig(
+            train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
+            learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
+            warmup_steps=FLAGS.warmup_steps,
+            lr_decay_boundaries=tuple(int(b) for b in FLAGS.lr_decay_boundaries),
+            steps_per_loop=FLAGS.steps_per_loop, eval_steps=FLAGS.eval_steps,
+            seed=FLAGS.seed),
+        codistill=config_lib.CodistillConfig(
+            distill_loss=FLAGS.distill_loss, distill_weight=FLAGS.distill_weight,
+            temperature=FLAGS.temperature, burn_in_steps=FLAGS.burn_in_steps,
+            reload_interval=FLAGS.reload_interval, topology=FLAGS.topology,
+            teacher_precision=FLAGS.teacher_precision, partition=FLAGS.partition,
+            staleness_warning_s=FLAGS.staleness_warning_s),
+        data=config_lib.DataConfig(
+            train_files=tuple(FLAGS.train_files), eval_files=tuple(FLAGS.eval_files),
+            data_dir=FLAGS.data_dir, vocab=FLAGS.vocab, seq_len=FLAGS.seq_len,
+            min_paragraph_chars=FLAGS.min_paragraph_chars),
+        model=config_lib.ModelConfig(
+            vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim, units=FLAGS.units,
+            num_layers=FLAGS.num_layers, layer_norm=FLAGS.layer_norm,
+            hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
+            image_size=FLAGS.image_size, num_classes=FLAGS.num_classes))
+
+
+def main(argv):
+    del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
+    config = config_from_flags()
+    try:
+        config_lib.check_choices(config)
+        if FLAGS.num_groups > 1 and FLAGS.group is None:
+            from tf_codistill import launch
+            sys.exit(launch.run_local_groups(sys.argv[1:], config))
+        from tf_codistill import train_lib
+        train_lib.run(config)
+    except (config_lib.ConfigError, TPUUnavailableError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,257 @@
+"""Runs one group of a codistillation job: build in scope, restore, fit, evaluate, export.
+
+Estimator-style: everything a group makes lives in ``<model_dir>/group_<k>/``
+(config.json, checkpoints/, published/, logs/, metrics.json, export/), and
+running the same command again resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from tf_codistill import config as config_lib
+from tf_codistill import exchange
+from tf_codistill.model import CodistillModel
+from tf_codistill.peers import CheckpointPeers, PublishCallback
+from tf_codistill.strategies import get_strategy
+from tf_codistill.tasks import get_task
+from tf_codistill.topology import peers_of
+
+PUBLISHED = "published"
+
+
+def run(config: config_lib.RunConfig) -> dict:
+    """Trains group ``config.group`` to ``train_steps``; returns its metrics.json."""
+    config_lib.check_choices(config)
+    task = get_task(config)
+    task.check_inputs()
+    strategy = get_strategy(config.strategy, config.tpu)
+    chief = is_chief(strategy)
+    if chief:
+        config_lib.write_or_check(config)
+    per_replica_batch = _per_replica_batch(config, strategy)
+    steps_per_loop = _steps_per_loop(config)
+    with strategy.scope():
+        student = task.build_model(per_replica_batch)
+        peers = _checkpoint_peers(config, task, per_replica_batch)
+        model = CodistillModel(
+            student, peers, output_kind=task.output_kind,
+            distill_loss=config.codistill.distill_loss,
+            distill_weight=config.codistill.distill_weight,
+            temperature=config.codistill.temperature,
+            burn_in_steps=config.codistill.burn_in_steps)
+        model.compile(make_optimizer(config.trainer), metrics=task.metrics())
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(
+        checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
+        max_to_keep=3)
+    start_step = _restore(manager, checkpoint, config)
+    try:
+        train_logs, seconds = _train(config, task, strategy, model, manager, chief,
+                                     start_step, steps_per_loop)
+        eval_logs = _evaluate(config, task, strategy, model)
+    finally:
+        if peers is not None:
+            peers.close()
+    metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
+    _export(config, model, chief)
+    if chief:
+        _write_json(os.path.join(config.group_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def make_optimizer(trainer: config_lib.TrainerConfig) -> keras.optimizers.Optimizer:
+    rate = trainer.learning_rate
+    if trainer.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if trainer.optimizer == "adagrad":
+        return keras.optimizers.Adagrad(rate)
+    if trainer.optimizer == "momentum":
+        return keras.optimizers.SGD(rate, momentum=0.9)
+    return keras.optimizers.SGD(rate)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """The worker that writes what the group shares (published weights, metrics)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+
+
+def _per_replica_batch(config, strategy):
+    replicas = strategy.num_replicas_in_sync
+    if config.trainer.batch_size % replicas:
+        raise config_lib.ConfigError(f"--batch_size={config.trainer.batch_size} does not split evenly over "
+                         f"{replicas} replicas; pass a multiple of {replicas}.")
+    return config.trainer.batch_size // replicas
+
+
+def _steps_per_loop(config):
+    steps = min(config.trainer.steps_per_loop, config.trainer.train_steps)
+    if config.trainer.train_steps % steps:
+        raise config_lib.ConfigError(f"--train_steps={config.trainer.train_steps} is not a multiple of "
+                         f"--steps_per_loop={steps}; checkpoints are written every loop, so "
+                         "pass a multiple.")
+    return steps
+
+
+def _checkpoint_peers(config, task, per_replica_batch):
+    groups = peers_of(config.group, config.num_groups, config.codistill.topology)
+    if not groups:
+        return None
+    directories = [os.path.join(config_lib.group_dir(config.model_dir, g), PUBLISHED)
+                   for g in groups]
+    poll_s = 1.0 if config.trainer.train_steps < 10_000 else 10.0
+    return CheckpointPeers(directories, lambda: task.build_model(per_replica_batch),
+                           reload_interval=config.codistill.reload_interval,
+                           poll_interval_s=poll_s,
+                           staleness_warning_s=config.codistill.staleness_warning_s)
+
+
+def _writable_dir(directory, chief):
+    """Non-chief workers write their share of a collective save to a private place."""
+    if chief:
+        return directory
+    return tempfile.mkdtemp(prefix="tf_codistill_worker_")
+
+
+def _restore(manager, checkpoint, config):
+    if manager.latest_checkpoint is None:
+        logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
+        return 0
+    try:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise config_lib.ConfigError(f"Cannot restore {manager.latest_checkpoint} ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0]}). The model_dir holds a run of a "
+                         "different model; pass a new --model_dir.") from None
+    step = int(checkpoint.optimizer.iterations.numpy())
+    logging.info("Group %d resumes from step %d (%s).", config.group, step,
+                 manager.latest_checkpoint)
+    print(f"group {config.group}: resuming from step {step}", flush=True)
+    return step
+
+
+def _train(config, task, strategy, model, manager, chief, start_step, steps_per_loop):
+    total = config.trainer.train_steps
+    if start_step >= total:
+        print(f"group {config.group}: already finished at step {start_step}", flush=True)
+        return {}, 0.0
+    dataset = strategy.distribute_datasets_from_function(task.train_dataset)
+    publisher = (exchange.PeerPublisher(os.path.join(config.group_dir, PUBLISHED),
+                                        precision=config.codistill.teacher_precision)
+                 if chief and config.num_groups > 1 else None)
+    publish = PublishCallback(publisher, model.student, config.codistill.reload_interval)
+    progress = ProgressLogger(config.group, task.units_per_row * config.trainer.batch_size,
+                              task.throughput_unit, model.teacher)
+    callbacks = [publish, _CheckpointEveryLoop(manager), progress]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(
+            os.path.join(config.group_dir, "logs"), update_freq=steps_per_loop))
+    start = time.perf_counter()
+    history = model.fit(dataset, epochs=total // steps_per_loop,
+                        initial_epoch=start_step // steps_per_loop,
+                        steps_per_epoch=steps_per_loop, callbacks=callbacks, verbose=0)
+    if publisher is not None:
+        publish.publish(total)
+    return {k: v[-1] for k, v in history.history.items()}, time.perf_counter() - start
+
+
+def _evaluate(config, task, strategy, model):
+    if hasattr(model.student, "reset_states"):
+        model.student.reset_states()
+    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
+    steps = config.trainer.eval_steps or None
+    logs = model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+    return task.summarize_eval(logs)
+
+
+def _metrics(config, model, peers, train_logs, eval_logs, seconds):
+    metrics = {
+        "group": config.group,
+        "global_step": int(model.optimizer.iterations.numpy()),
+        "train_loss": train_logs.get("task_loss"),
+        "train_total_loss": train_logs.get("loss"),
+        "distill_loss": train_logs.get("distill_loss"),
+        "eval_loss": eval_logs.get("loss"),
+        "train_seconds": seconds,
+        "teacher_reloads": 0,
+        "teacher_staleness_steps": 0,
+        "peer_bytes_read": 0,
+        "reload_latency_s": None,
+    }
+    if peers is not None:
+        metrics.update(peers.stats())
+    metrics.update({f"eval_{k}": v for k, v in eval_logs.items() if k != "loss"})
+    return metrics
+
+
+def _export(config, model, chief):
+    path = os.path.join(config.group_dir, "export")
+    model.save(path if chief else tempfile.mkdtemp(prefix="tf_codistill_export_"))
+
+
+def _write_json(path, value):
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True, default=float)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+class _CheckpointEveryLoop(keras.callbacks.Callback):
+    """Saves step, weights, optimizer slots and carried state after every loop."""
+
+    def __init__(self, manager):
+        super().__init__()
+        self._manager = manager
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._manager.save(checkpoint_number=self.model.optimizer.iterations)
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """One line per loop: step, losses, tokens (or examples) per second, staleness."""
+
+    def __init__(self, group, units_per_step, unit, teacher):
+        super().__init__()
+        self._group = group
+        self._units_per_step = units_per_step
+        self._unit = unit
+        self._teacher = teacher
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        steps = self.params.get("steps") or 1
+        step = int(self.model.optimizer.iterations.numpy())
+        staleness = getattr(self._teacher, "max_staleness_steps", None)
+        line = (f"group {self._group} step {step}: loss {logs['loss']:.4f} "
+                f"task {logs['task_loss']:.4f} distill {logs['distill_loss']:.4f} "
+                f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
+        if staleness is not None:
+            line += f" teacher staleness {staleness} steps"
+        print(line, flush=True)
+
+
+def summary_table(metrics_by_group: list[dict]) -> str:
+    """The closing table of a multi-group run."""
+    lines = [f"{'group':>5} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
+    for m in metrics_by_group:
+        perplexity = m.get("eval_perplexity")
+        perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
+        lines.append(f"{m['group']:>5} {m['global_step']:>7} {m['eval_loss']:>10.4f} "
+                     f"{perplexity:>11} {m['train_seconds']:>9.1f}")
+    return "\n".join(lines)
