@@ -9,7 +9,7 @@ nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0.
 
 from __future__ import annotations
 
-import statistics
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -138,34 +138,81 @@ class _ReloadCallback(keras.callbacks.Callback):
             self._peers.swap_in_new_weights(self._step)
 
 
-class PublishCallback(keras.callbacks.Callback):
-    """Publishes the student's weights for the peers every ``interval`` steps.
+class BackgroundPublisher:
+    """Publishes on a thread of its own, from a copy of the weights taken between steps.
 
-    Only the chief publishes (``is_chief``); reading variables is local, so the
-    other workers of a group need not take part.
+    Training never waits for the write (seconds for the paper's LM), and the
+    thread has no tf.distribute scope, so the publisher's staging variables are
+    plain local variables: creating them under MultiWorkerMirroredStrategy would
+    start a collective that only the chief joins. Only the newest pending copy
+    is kept: a slow disk makes publishes rarer, never the queue longer.
     """
 
-    def __init__(self, publisher: exchange.PeerPublisher | None, student: keras.Model,
+    def __init__(self, publisher: exchange.PeerPublisher):
+        self._publisher = publisher
+        self._pending = None
+        self._condition = threading.Condition()
+        self._closed = False
+        self.publish_seconds: list[float] = []
+        self._thread = threading.Thread(target=self._run, name="PeerPublisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, step: int, weights: list[tuple[str, np.ndarray]]) -> None:
+        with self._condition:
+            self._pending = (step, weights)
+            self._condition.notify()
+
+    def close(self) -> None:
+        """Publishes what is pending, then stops the thread."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        self._thread.join()
+
+    def _run(self):
+        while True:
+            with self._condition:
+                while self._pending is None and not self._closed:
+                    self._condition.wait()
+                if self._pending is None:
+                    return
+                (step, weights), self._pending = self._pending, None
+            start = time.perf_counter()
+            try:
+                self._publisher.publish(step, weights)
+            except Exception:  # pylint: disable=broad-except
+                logging.exception("Publishing step %d failed; the next publish will retry.",
+                                  step)
+                continue
+            self.publish_seconds.append(time.perf_counter() - start)
+
+
+class PublishCallback(keras.callbacks.Callback):
+    """Hands the student's weights to the publisher every ``interval`` steps and at the end.
+
+    Only the chief has a publisher; the other workers of a group pass None.
+    """
+
+    def __init__(self, publisher: BackgroundPublisher | None, student: keras.Model,
                  interval: int):
         super().__init__()
         self._publisher = publisher
         self._student = student
         self._interval = interval
         self._step = None
-        self.publish_seconds: list[float] = []
 
     def on_train_begin(self, logs=None):
         self._step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
-        if self._publisher is not None and self._step % self._interval == 0:
+        if self._step % self._interval == 0:
+            self.publish(self._step)
+
+    def on_train_end(self, logs=None):
+        if self._step % self._interval:
             self.publish(self._step)
 
     def publish(self, step):
-        start = time.perf_counter()
-        self._publisher.publish(step, named_weights(self._student))
-        self.publish_seconds.append(time.perf_counter() - start)
-
-    def median_publish_seconds(self):
-        return statistics.median(self.publish_seconds) if self.publish_seconds else None
+        if self._publisher is not None:
+            self._publisher.submit(step, named_weights(self._student))

@@ -19,12 +19,13 @@ from absl import logging
 from tf_codistill import config as config_lib
 from tf_codistill import exchange
 from tf_codistill.model import CodistillModel
-from tf_codistill.peers import CheckpointPeers, PublishCallback
+from tf_codistill.peers import BackgroundPublisher, CheckpointPeers, PublishCallback
 from tf_codistill.strategies import get_strategy
 from tf_codistill.tasks import get_task
 from tf_codistill.topology import peers_of
 
 PUBLISHED = "published"
+PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real model
 
 
 def run(config: config_lib.RunConfig) -> dict:
@@ -53,6 +54,14 @@ def run(config: config_lib.RunConfig) -> dict:
         checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
         max_to_keep=3)
     start_step = _restore(manager, checkpoint, config)
+    metrics_path = os.path.join(config.group_dir, "metrics.json")
+    if start_step >= config.trainer.train_steps and tf.io.gfile.exists(metrics_path):
+        print(f"group {config.group}: already finished at step {start_step}; "
+              f"metrics in {metrics_path}", flush=True)
+        if peers is not None:
+            peers.close()
+        with tf.io.gfile.GFile(metrics_path) as f:
+            return json.load(f)
     try:
         train_logs, seconds = _train(config, task, strategy, model, manager, chief,
                                      start_step, steps_per_loop)
@@ -63,7 +72,7 @@ def run(config: config_lib.RunConfig) -> dict:
     metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
     _export(config, model, chief)
     if chief:
-        _write_json(os.path.join(config.group_dir, "metrics.json"), metrics)
+        _write_json(metrics_path, metrics)
     return metrics
 
 
@@ -89,6 +98,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def _per_replica_batch(config, strategy):
+    if not config.trainer.eval_steps and isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise config_lib.ConfigError(
+            "--eval_steps=0 (the whole eval set) needs a length all workers of a "
+            "multi_worker group agree on; pass --eval_steps=N.")
     replicas = strategy.num_replicas_in_sync
     if config.trainer.batch_size % replicas:
         raise config_lib.ConfigError(f"--batch_size={config.trainer.batch_size} does not split evenly over "
@@ -111,10 +125,9 @@ def _checkpoint_peers(config, task, per_replica_batch):
         return None
     directories = [os.path.join(config_lib.group_dir(config.model_dir, g), PUBLISHED)
                    for g in groups]
-    poll_s = 1.0 if config.trainer.train_steps < 10_000 else 10.0
     return CheckpointPeers(directories, lambda: task.build_model(per_replica_batch),
                            reload_interval=config.codistill.reload_interval,
-                           poll_interval_s=poll_s,
+                           poll_interval_s=PEER_POLL_INTERVAL_S,
                            staleness_warning_s=config.codistill.staleness_warning_s)
 
 
@@ -144,26 +157,29 @@ def _restore(manager, checkpoint, config):
 
 def _train(config, task, strategy, model, manager, chief, start_step, steps_per_loop):
     total = config.trainer.train_steps
-    if start_step >= total:
-        print(f"group {config.group}: already finished at step {start_step}", flush=True)
+    if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
     dataset = strategy.distribute_datasets_from_function(task.train_dataset)
-    publisher = (exchange.PeerPublisher(os.path.join(config.group_dir, PUBLISHED),
-                                        precision=config.codistill.teacher_precision)
-                 if chief and config.num_groups > 1 else None)
-    publish = PublishCallback(publisher, model.student, config.codistill.reload_interval)
+    publisher = None
+    if chief and config.num_groups > 1:
+        publisher = BackgroundPublisher(exchange.PeerPublisher(
+            os.path.join(config.group_dir, PUBLISHED),
+            precision=config.codistill.teacher_precision))
     progress = ProgressLogger(config.group, task.units_per_row * config.trainer.batch_size,
                               task.throughput_unit, model.teacher)
-    callbacks = [publish, _CheckpointEveryLoop(manager), progress]
+    callbacks = [PublishCallback(publisher, model.student, config.codistill.reload_interval),
+                 _CheckpointEveryLoop(manager), progress]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(config.group_dir, "logs"), update_freq=steps_per_loop))
     start = time.perf_counter()
-    history = model.fit(dataset, epochs=total // steps_per_loop,
-                        initial_epoch=start_step // steps_per_loop,
-                        steps_per_epoch=steps_per_loop, callbacks=callbacks, verbose=0)
-    if publisher is not None:
-        publish.publish(total)
+    try:
+        history = model.fit(dataset, epochs=total // steps_per_loop,
+                            initial_epoch=start_step // steps_per_loop,
+                            steps_per_epoch=steps_per_loop, callbacks=callbacks, verbose=0)
+    finally:
+        if publisher is not None:
+            publisher.close()
     return {k: v[-1] for k, v in history.history.items()}, time.perf_counter() - start
 
 

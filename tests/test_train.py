@@ -1,0 +1,139 @@
+"""The train command: model_dir layout, resume, multi-group runs, bad input."""
+
+import dataclasses
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import runs
+from tests.test_multi_worker import free_ports
+from tf_codistill import config as config_lib
+from tf_codistill import train_lib
+
+CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32",
+            "--eval_steps=0"]
+REQUIRED_METRICS = {"global_step", "train_loss", "eval_loss", "distill_loss",
+                    "teacher_reloads", "teacher_staleness_steps", "peer_bytes_read",
+                    "reload_latency_s"}
+
+
+def _config(model_dir, **trainer):
+    return config_lib.RunConfig(
+        task="clusters", model_dir=str(model_dir),
+        trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=10, eval_steps=0,
+                                         **trainer),
+        model=config_lib.ModelConfig(hidden_units=(32,), num_classes=8))
+
+
+def test_a_run_fills_its_model_dir_and_a_rerun_resumes(tmp_path, capsys):
+    config = _config(tmp_path, train_steps=20)
+    first = train_lib.run(config)
+    group_dir = tmp_path / "group_0"
+    assert first["global_step"] == 20 and REQUIRED_METRICS <= set(first)
+    assert json.loads((group_dir / "config.json").read_text())["task"] == "clusters"
+    assert json.loads((group_dir / "metrics.json").read_text())["global_step"] == 20
+    assert list((group_dir / "logs").rglob("events.out.tfevents.*"))
+    served = tf.saved_model.load(str(group_dir / "export"))
+    assert served(tf.zeros((2, 16))).shape == (2, 8)
+
+    again = train_lib.run(config)
+    assert "already finished at step 20" in capsys.readouterr().out
+    assert again["global_step"] == 20
+
+    longer = train_lib.run(dataclasses.replace(
+        config, trainer=dataclasses.replace(config.trainer, train_steps=30)))
+    assert "resuming from step 20" in capsys.readouterr().out
+    assert longer["global_step"] == 30
+
+
+def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
+    train_lib.run(_config(tmp_path, train_steps=10))
+    saved = (tmp_path / "group_0" / "config.json").read_text()
+    other = dataclasses.replace(_config(tmp_path, train_steps=10),
+                                model=config_lib.ModelConfig(hidden_units=(64,), num_classes=8))
+    with pytest.raises(config_lib.ConfigError, match="holds a run with a different architecture"):
+        train_lib.run(other)
+    assert (tmp_path / "group_0" / "config.json").read_text() == saved
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--num_groups=2", "--group=5"], "--group=5 is out of range"),
+    (["--task=speech"], "--task='speech' is not known"),
+    (["--topology=pair", "--num_groups=3", "--group=0"], "even num_groups"),
+    (["--train_steps=15", "--steps_per_loop=10"], "not a multiple of --steps_per_loop"),
+    (["--distill_loss=hinge"], "--distill_loss"),
+])
+def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
+    code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", *flags], timeout=120)
+    assert code != 0
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
+    code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2",
+                             "--train_steps=200", "--steps_per_loop=50",
+                             "--reload_interval=10"], timeout=300)
+    assert code == 0, output[-3000:]
+    assert "perplexity" in output and "outputs:" in output
+    for group in (0, 1):
+        metrics = runs.metrics(tmp_path, group)
+        assert metrics["global_step"] == 200
+        assert metrics["teacher_reloads"] >= 1 and metrics["peer_bytes_read"] > 0
+        assert metrics["distill_loss"] > 0
+
+
+def test_kill_9_then_the_same_command_resumes_while_the_peer_trains_on(tmp_path):
+    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2", "--train_steps=3000",
+             "--steps_per_loop=20", "--reload_interval=20"]
+    peer = runs.start([*flags, "--group=0"])
+    victim = runs.start([*flags, "--group=1"])
+    try:
+        assert runs.wait_for(lambda: any(s >= 60 for s in runs.checkpoint_steps(tmp_path, 1)),
+                             timeout=180)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        killed_at = max(runs.checkpoint_steps(tmp_path, 1))
+        peer_published = max(runs.checkpoint_steps(tmp_path, 0, "published"))
+        assert runs.wait_for(
+            lambda: max(runs.checkpoint_steps(tmp_path, 0, "published")) > peer_published + 40,
+            timeout=120), "the peer stopped training while its teacher was down"
+        code, output = runs.run([*flags, "--group=1"], timeout=300)
+        assert code == 0, output[-3000:]
+        resumed_at = int(output.split("resuming from step ")[1].split()[0])
+        assert resumed_at >= killed_at
+        assert runs.metrics(tmp_path, 1)["global_step"] == 3000
+        peer_output, _ = peer.communicate(timeout=300)
+        assert peer.returncode == 0, peer_output[-3000:]
+        assert runs.metrics(tmp_path, 0)["teacher_reloads"] >= 2
+    finally:
+        for process in (peer, victim):
+            if process.poll() is None:
+                process.kill()
+
+
+def test_two_groups_of_two_workers_on_localhost(tmp_path):
+    """Each group is its own MultiWorkerMirroredStrategy job with its own TF_CONFIG."""
+    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2", "--train_steps=60",
+             "--steps_per_loop=20", "--reload_interval=10", "--strategy=multi_worker",
+             "--eval_steps=4"]
+    processes = []
+    for group in (0, 1):
+        cluster = [f"localhost:{p}" for p in free_ports(2)]
+        for index in (0, 1):
+            tf_config = json.dumps({"cluster": {"worker": cluster},
+                                    "task": {"type": "worker", "index": index}})
+            processes.append(runs.start([*flags, f"--group={group}"],
+                                        env={"TF_CONFIG": tf_config}))
+    outputs = [p.communicate(timeout=400)[0] for p in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    for group in (0, 1):
+        metrics = runs.metrics(tmp_path, group)
+        assert metrics["global_step"] == 60 and metrics["teacher_reloads"] >= 1
+    published = runs.checkpoint_steps(tmp_path, 0, "published")
+    assert published and max(published) == 60
