@@ -1,0 +1,76 @@
+"""CheckpointPeers: frozen teacher copies fed from published peer weights."""
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import tf_codistill as tc
+from tests.helpers import tiny_models as tiny
+from tf_codistill import exchange
+from tf_codistill.peers import BackgroundPublisher, CheckpointPeers, named_weights
+
+
+def _wait_for_snapshot(peers, step):
+    peers._poller.poll_once()  # what the background thread does, without waiting for it
+    return peers.swap_in_new_weights(step)
+
+
+def test_a_peer_without_a_checkpoint_contributes_nothing(tmp_path):
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            poll_interval_s=60)
+    try:
+        x, y = tiny.classification_data(16)
+        model = tc.CodistillModel(tiny.classifier(1), peers)
+        model.compile(keras.optimizers.SGD(0.1))
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert logs["distill_loss"] == 0.0 and logs["loss"] == pytest.approx(logs["task_loss"])
+    finally:
+        peers.close()
+
+
+def test_published_weights_become_the_frozen_teacher(tmp_path):
+    source = tiny.classifier(7)
+    exchange.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            poll_interval_s=60)
+    try:
+        assert _wait_for_snapshot(peers, step=50) == 1
+        teacher = peers.frozen_models[0]
+        for mine, theirs in zip(teacher.get_weights(), source.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+        x, y = tiny.classification_data(16)
+        model = tc.CodistillModel(tiny.classifier(1), peers)
+        model.compile(keras.optimizers.SGD(0.1))
+        before = [w.copy() for w in teacher.get_weights()]
+        assert model.train_on_batch(x, y, return_dict=True)["distill_loss"] > 0
+        for a, b in zip(before, teacher.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        stats = peers.stats()
+        assert stats["teacher_reloads"] == 1 and stats["teacher_staleness_steps"] == 10
+        assert stats["peer_bytes_read"] > 0
+    finally:
+        peers.close()
+
+
+def test_a_peer_of_another_architecture_is_named(tmp_path):
+    exchange.PeerPublisher(str(tmp_path / "peer")).publish(
+        10, named_weights(tiny.classifier(7, width=5)))
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            poll_interval_s=60)
+    try:
+        with pytest.raises(ValueError, match=r"000/kernel: peer shape \(4, 5\) vs expected"):
+            _wait_for_snapshot(peers, step=10)
+    finally:
+        peers.close()
+
+
+def test_background_publisher_publishes_the_newest_pending_copy(tmp_path):
+    publisher = BackgroundPublisher(exchange.PeerPublisher(str(tmp_path / "pub")))
+    model = tiny.classifier(1)
+    for step in (10, 20, 30):
+        publisher.submit(step, named_weights(model))
+    publisher.close()
+    snapshot = exchange.read_latest(str(tmp_path / "pub"))
+    assert snapshot.step == 30
+    for mine, theirs in zip(snapshot.weights, model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
