@@ -46,7 +46,7 @@ class DataConfig:
     data_dir: str = ""
     vocab: str = ""
     seq_len: int = 32
-    min_paragraph_chars: int = 0  # 0: the data pipeline's documented default
+    min_paragraph_words: int = 0  # 0: the data pipeline's documented default
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,42 +21,61 @@ def group_command(argv: list[str], group: int) -> list[str]:
     return [sys.executable, "-m", "tf_codistill.train", *argv, f"--group={group}"]
 
 
-def run_local_groups(argv: list[str], config: config_lib.RunConfig) -> int:
-    """Starts every group, waits for all, prints the summary; returns an exit code."""
-    processes = [subprocess.Popen(group_command(argv, g), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-                 for g in range(config.num_groups)]
-    echoes = [threading.Thread(target=_echo, args=(g, p.stdout), daemon=True)
-              for g, p in enumerate(processes)]
+BASELINE = "baseline"
+
+
+def baseline_command(argv: list[str], config: config_lib.RunConfig) -> list[str]:
+    """One plain group, no peers, in <model_dir>/baseline: synchronous SGD alone."""
+    return [sys.executable, "-m", "tf_codistill.train", *argv, "--num_groups=1", "--group=0",
+            f"--model_dir={os.path.join(config.model_dir, BASELINE)}", "--nobaseline"]
+
+
+def run_local_groups(argv: list[str], config: config_lib.RunConfig,
+                     baseline: bool = False) -> int:
+    """Starts every group (and the baseline), waits for all, prints the summary."""
+    commands = {g: group_command(argv, g) for g in range(config.num_groups)}
+    if baseline:
+        commands[BASELINE] = baseline_command(argv, config)
+    processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+                 for name, command in commands.items()}
+    echoes = [threading.Thread(target=_echo, args=(name, p.stdout), daemon=True)
+              for name, p in processes.items()]
     for thread in echoes:
         thread.start()
     try:
-        codes = [p.wait() for p in processes]
+        codes = {name: p.wait() for name, p in processes.items()}
     except KeyboardInterrupt:
-        for p in processes:
+        for p in processes.values():
             p.send_signal(signal.SIGTERM)
         raise
     for thread in echoes:
         thread.join()
-    failed = [g for g, code in enumerate(codes) if code != 0]
+    failed = [name for name, code in codes.items() if code != 0]
     if failed:
         print(f"groups {failed} failed; rerun the same command to resume them.", flush=True)
         return 1
-    print(summary(config), flush=True)
+    print(summary(config, baseline), flush=True)
     return 0
 
 
-def summary(config: config_lib.RunConfig) -> str:
+def summary(config: config_lib.RunConfig, baseline: bool = False) -> str:
     from tf_codistill.train_lib import summary_table
+    directories = [config_lib.group_dir(config.model_dir, g) for g in range(config.num_groups)]
+    if baseline:
+        directories.append(config_lib.group_dir(os.path.join(config.model_dir, BASELINE), 0))
     metrics = []
-    for g in range(config.num_groups):
-        with open(os.path.join(config_lib.group_dir(config.model_dir, g), "metrics.json")) as f:
+    for directory in directories:
+        with open(os.path.join(directory, "metrics.json")) as f:
             metrics.append(json.load(f))
+    if baseline:
+        metrics[-1]["group"] = BASELINE
     return (summary_table(metrics) + f"\noutputs: {config.model_dir}/group_<k>/ "
             "(checkpoints, published, logs, metrics.json, export)")
 
 
-def _echo(group, stream):
+def _echo(name, stream):
+    label = name if name == BASELINE else f"group {name}"
     for line in stream:
-        sys.stdout.write(f"[group {group}] {line}")
+        sys.stdout.write(f"[{label}] {line}")
         sys.stdout.flush()

@@ -11,6 +11,7 @@ own TF_CONFIG). Flagfiles layer: later flags win.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -34,6 +35,12 @@ flags.DEFINE_integer("group", None, "Run only this group (0-based); unset with "
                      "--num_groups > 1 starts every group as a local process.")
 flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy inside a group.")
 flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
+flags.DEFINE_bool("baseline", False, "With --num_groups > 1 and no --group: also train one "
+                  "group without distillation for the same steps, in <model_dir>/baseline, and "
+                  "print it next to the codistilled groups.")
+flags.DEFINE_bool("prepare_demo_data", False, "Write Python's own documentation as a WET file "
+                  "into <model_dir>/data and train a vocabulary there unless --vocab is given; "
+                  "use them as --train_files and --vocab.")
 # The trainer.
 flags.DEFINE_integer("train_steps", 1000, "Optimizer steps per group.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size of one group.")
@@ -67,7 +74,8 @@ flags.DEFINE_list("eval_files", [], "Held-out files; empty: a held-out partition
 flags.DEFINE_string("data_dir", "", "Data directory (ImageNet TFRecords).")
 flags.DEFINE_string("vocab", "", "Word-piece vocabulary (tokenizer model file).")
 flags.DEFINE_integer("seq_len", 32, "Tokens per LM batch row.")
-flags.DEFINE_integer("min_paragraph_chars", 0, "Long-paragraph filter; 0: the default.")
+flags.DEFINE_integer("min_paragraph_words", 0, "Long-paragraph filter: paragraphs shorter "
+                     "than this are dropped; 0: the data pipeline's default (30).")
 # The model.
 flags.DEFINE_integer("vocab_size", 0, "LM vocabulary size; 0: from --vocab.")
 flags.DEFINE_integer("embedding_dim", 256, "LM input embedding size.")
@@ -101,7 +109,7 @@ def config_from_flags() -> config_lib.RunConfig:
         data=config_lib.DataConfig(
             train_files=tuple(FLAGS.train_files), eval_files=tuple(FLAGS.eval_files),
             data_dir=FLAGS.data_dir, vocab=FLAGS.vocab, seq_len=FLAGS.seq_len,
-            min_paragraph_chars=FLAGS.min_paragraph_chars),
+            min_paragraph_words=FLAGS.min_paragraph_words),
         model=config_lib.ModelConfig(
             vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim, units=FLAGS.units,
             num_layers=FLAGS.num_layers, layer_norm=FLAGS.layer_norm,
@@ -109,16 +117,28 @@ def config_from_flags() -> config_lib.RunConfig:
             image_size=FLAGS.image_size, num_classes=FLAGS.num_classes))
 
 
+def with_demo_data(config, argv):
+    """Points the run at the demo corpus and vocabulary, making them if needed."""
+    from tf_codistill import demo_data
+    wet, vocab = demo_data.prepare(config.model_dir, config.data.vocab,
+                                   config.model.vocab_size or 4000)
+    data = dataclasses.replace(config.data, train_files=(wet,), vocab=vocab)
+    argv = [*argv, f"--train_files={wet}", f"--vocab={vocab}", "--noprepare_demo_data"]
+    return dataclasses.replace(config, data=data), argv
+
+
 def main(argv):
     del argv
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
-    config = config_from_flags()
+    config, argv = config_from_flags(), sys.argv[1:]
     try:
         config_lib.check_choices(config)
+        if FLAGS.prepare_demo_data:
+            config, argv = with_demo_data(config, argv)
         if FLAGS.num_groups > 1 and FLAGS.group is None:
             from tf_codistill import launch
-            sys.exit(launch.run_local_groups(sys.argv[1:], config))
+            sys.exit(launch.run_local_groups(argv, config, baseline=FLAGS.baseline))
         from tf_codistill import train_lib
         train_lib.run(config)
     except (config_lib.ConfigError, TPUUnavailableError) as error:

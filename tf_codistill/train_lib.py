@@ -264,10 +264,10 @@ class ProgressLogger(keras.callbacks.Callback):
 
 def summary_table(metrics_by_group: list[dict]) -> str:
     """The closing table of a multi-group run."""
-    lines = [f"{'group':>5} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
+    lines = [f"{'group':>8} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
     for m in metrics_by_group:
         perplexity = m.get("eval_perplexity")
         perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
-        lines.append(f"{m['group']:>5} {m['global_step']:>7} {m['eval_loss']:>10.4f} "
+        lines.append(f"{m['group']:>8} {m['global_step']:>7} {m['eval_loss']:>10.4f} "
                      f"{perplexity:>11} {m['train_seconds']:>9.1f}")
     return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Real English text that every Python installation ships, as Common Crawl WET records.
+
+The demo must run on a fresh machine with nothing downloaded, on real text. The
+Python language reference (``pydoc_data.topics``, the text behind ``help()``) and
+the standard library's docstrings are such text: a few MB of English prose.
+Each becomes one WET conversion record whose lines are paragraphs (wrapped lines
+joined, code examples left out), written with the same framing as Common Crawl,
+so the demo runs through the real reader, filter, tokenizer and batcher.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import inspect
+import os
+import sys
+import uuid
+from typing import Iterator
+
+from data_pipelines.synthetic_wet import frame_record, warcinfo_record
+
+_SKIPPED_MODULES = ("antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo")
+
+
+def prose_paragraphs(text: str) -> list[str]:
+    """Blank-line separated blocks with their wrapped lines joined; code blocks dropped."""
+    paragraphs = []
+    for block in text.split("\n\n"):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if not lines or any(line.startswith((" ", "\t", ">>>")) for line in lines[1:]):
+            continue
+        if lines[0].startswith((" ", "\t", ">>>", "*", "-", "=")):
+            continue
+        paragraphs.append(" ".join(line.strip() for line in lines))
+    return paragraphs
+
+
+def python_documents() -> Iterator[tuple[str, str]]:
+    """(uri, text) of the language reference topics, then of module docstrings."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        topics = {}
+    for name in sorted(topics):
+        yield f"https://docs.python.org/3/reference/{name}", topics[name]
+    for name in sorted(sys.stdlib_module_names):
+        if name.startswith("_") or name in _SKIPPED_MODULES:
+            continue
+        text = _module_text(name)
+        if text:
+            yield f"https://docs.python.org/3/library/{name}", text
+
+
+def _module_text(name: str) -> str:
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # pylint: disable=broad-except  (platform-specific modules)
+        return ""
+    docs = [inspect.getdoc(module) or ""]
+    for _, member in sorted(vars(module).items()):
+        if getattr(member, "__module__", None) != name:
+            continue
+        if inspect.isfunction(member):
+            docs.append(inspect.getdoc(member) or "")
+        elif inspect.isclass(member):
+            docs.append(inspect.getdoc(member) or "")
+            docs += [inspect.getdoc(method) or "" for _, method in sorted(vars(member).items())
+                     if inspect.isfunction(method)]
+    return "\n\n".join(doc for doc in docs if doc)
+
+
+def write_python_docs_wet(path: str, min_paragraphs: int = 1) -> int:
+    """Writes the documents as a gzipped WET file (one gzip member per record).
+
+    Returns the number of documents written. Record ids are derived from the
+    URI, so the train/validation partition is the same on every machine.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    count = 0
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as out:
+        out.write(gzip.compress(warcinfo_record(os.path.basename(path)), compresslevel=6))
+        for uri, text in python_documents():
+            paragraphs = prose_paragraphs(text)
+            if len(paragraphs) < min_paragraphs:
+                continue
+            record = frame_record("\n".join(paragraphs), target_uri=uri,
+                                  record_id=f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, uri)}>")
+            out.write(gzip.compress(record, compresslevel=6))
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def prepare(model_dir: str, vocab: str = "", vocab_size: int = 4000) -> tuple[str, str]:
+    """Writes the demo's WET file and, unless ``vocab`` is given, trains a vocabulary.
+
+    Both land in ``<model_dir>/data/`` and are reused when present, so a rerun
+    of the demo resumes instead of starting over. Returns (wet_path, vocab_path).
+    """
+    import tokenizer as tokenizer_lib
+
+    data_dir = os.path.join(model_dir, "data")
+    wet_path = os.path.join(data_dir, "python_docs.wet.gz")
+    if not os.path.exists(wet_path):
+        write_python_docs_wet(wet_path)
+    if vocab:
+        return wet_path, vocab
+    vocab_path = os.path.join(data_dir, f"vocab_{vocab_size}.model")
+    if not os.path.exists(vocab_path):
+        documents = ("\n".join(prose_paragraphs(text)) for _, text in python_documents())
+        tokenizer_lib.train_vocabulary(documents, vocab_path, vocab_size=vocab_size)
+    return wet_path, vocab_path

@@ -1,0 +1,105 @@
+"""The paper's Common Crawl language model task: WET files -> stateful LM batches -> LSTM LM."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+import tokenizer as tokenizer_lib
+from data_pipelines.filters import FilterConfig
+from data_pipelines.training_data import build_training_dataset
+from tf_codistill.config import ConfigError
+from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+from tf_codistill.tasks.base import Task
+
+VOCAB_HINT = ("build one with `python -m tokenizer.train --input=<WET or text files> "
+              "--vocab_size=24006 --output=vocab.model`")
+
+
+def expand_files(patterns, flag: str) -> list[str]:
+    """Globs to sorted paths; a pattern that matches nothing is an error naming it."""
+    files = []
+    for pattern in patterns:
+        matches = tf.io.gfile.glob(pattern)
+        if not matches:
+            raise ConfigError(f"--{flag}: {pattern!r} matches no file; pass existing WET files "
+                              "(.wet.gz or .wet, globs allowed).")
+        files.extend(matches)
+    return sorted(set(files))
+
+
+class LanguageModelTask(Task):
+    """B streams x seq_len tokens per replica; state carried across batches, never reset."""
+
+    output_kind = "softmax"
+    throughput_unit = "tokens"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._tokenizer = None
+        self._train_files = []
+        self._eval_files = []
+
+    @property
+    def units_per_row(self):
+        return self.config.data.seq_len
+
+    def check_inputs(self):
+        data = self.config.data
+        if not data.train_files:
+            raise ConfigError("--task=lm needs Common Crawl WET files: pass --train_files="
+                              "<files or globs> and --vocab=<vocabulary>; " + VOCAB_HINT + ".")
+        if not data.vocab:
+            raise ConfigError("--task=lm needs --vocab=<vocabulary file>; " + VOCAB_HINT + ".")
+        self._train_files = expand_files(data.train_files, "train_files")
+        self._eval_files = expand_files(data.eval_files, "eval_files")
+        try:
+            self._tokenizer = tokenizer_lib.load(data.vocab)
+        except tokenizer_lib.VocabularyError as error:
+            raise ConfigError(f"--vocab={data.vocab}: {error}. {VOCAB_HINT[0].upper()}"
+                              f"{VOCAB_HINT[1:]}.") from None
+        wanted = self.config.model.vocab_size
+        if wanted and wanted != self._tokenizer.vocab_size:
+            raise ConfigError(f"--vocab_size={wanted} but {data.vocab} holds "
+                              f"{self._tokenizer.vocab_size} pieces; drop --vocab_size or "
+                              "pass the matching vocabulary.")
+
+    def model_config(self) -> LanguageModelConfig:
+        model = self.config.model
+        return LanguageModelConfig(
+            vocab_size=model.vocab_size or self._tokenizer.vocab_size,
+            embedding_dim=model.embedding_dim, units=model.units,
+            num_layers=model.num_layers, layer_norm=model.layer_norm)
+
+    def build_model(self, per_replica_batch):
+        return StatefulLanguageModel(self.model_config(), per_replica_batch)
+
+    def train_dataset(self, context):
+        return self._dataset(self._train_files, context, self.config.codistill.partition,
+                             self.config.group, self.config.num_groups)
+
+    def eval_dataset(self, context):
+        if self._eval_files:
+            return self._dataset(self._eval_files, context, "same", 0, 1)
+        return self._dataset(self._train_files, context, "validation", self.config.group,
+                             self.config.num_groups)
+
+    def summarize_eval(self, logs):
+        summary = dict(logs)
+        summary["perplexity"] = math.exp(min(logs["loss"], 50.0))
+        return summary
+
+    def _dataset(self, files, context, partition_mode, group, num_groups):
+        filters = FilterConfig()
+        if self.config.data.min_paragraph_words:
+            filters = dataclasses.replace(
+                filters, min_paragraph_words=self.config.data.min_paragraph_words)
+        return build_training_dataset(
+            files, self._tokenizer,
+            per_replica_batch_size=context.get_per_replica_batch_size(
+                self.config.trainer.batch_size),
+            sequence_length=self.config.data.seq_len, group=group, num_groups=num_groups,
+            partition_mode=partition_mode, input_context=context, filter_config=filters,
+            seed=self.config.trainer.seed)
