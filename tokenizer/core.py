@@ -71,9 +71,9 @@ class Tokenizer:
         plain = [i for i, text in enumerate(texts) if specials.WHITESPACE_MARKER not in text]
         try:
             encoded = self._sp.encode([texts[i] for i in plain], num_threads=1)
-        except RuntimeError:
-            raise ValueError(next(unpaired_surrogate_message(texts[i]) for i in plain
-                                  if not _is_encodable(texts[i]))) from None
+        except (RuntimeError, TypeError):  # sentencepiece's reaction to unpaired surrogates
+            bad = next((texts[i] for i in plain if not _is_encodable(texts[i])), "")
+            raise ValueError(unpaired_surrogate_message(bad)) from None
         result: list[list[int]] = [None] * len(texts)  # type: ignore[list-item]
         for i, ids in zip(plain, encoded):
             result[i] = ids
@@ -86,7 +86,7 @@ class Tokenizer:
         chunks = text.split(specials.WHITESPACE_MARKER)
         try:
             encoded = self._sp.encode(chunks, num_threads=1)
-        except RuntimeError:
+        except (RuntimeError, TypeError):
             raise ValueError(unpaired_surrogate_message(text)) from None
         ids = list(encoded[0])
         for chunk_ids in encoded[1:]:
