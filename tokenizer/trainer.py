@@ -7,9 +7,12 @@ thread count, which changes how work is split, is a fixed setting rather than th
 """
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import os
+import random
+import re
 from typing import Iterable, Iterator
 
 import sentencepiece as spm
@@ -59,27 +62,72 @@ def train_model_proto(documents: Iterable[str], vocab_size: int = specials.DEFAU
                       input_sentence_size: int = 10_000_000,
                       character_coverage: float = 0.9995, num_threads: int = 4,
                       max_sentence_bytes: int = 16384) -> bytes:
-    """A serialized sentencepiece model trained on `documents` (an iterable of str)."""
+    """A serialized sentencepiece model trained on `documents` (an iterable of str).
+
+    At most `input_sentence_size` sentences (0 = all) are sampled with `seed`. Characters
+    beyond `character_coverage`, or beyond what `vocab_size` leaves room for, are not pieces
+    of their own: they are encoded as bytes.
+    """
     check_vocab_size(vocab_size)
     skipped: dict = {}
-    sentences = training_sentences(documents, max_sentence_bytes, skipped)
-    counted = _CountingIterator(sentences)
+    sentences = sample_sentences(training_sentences(documents, max_sentence_bytes, skipped),
+                                 input_sentence_size, seed)
+    if skipped["too_long"]:
+        logging.warning("skipped %d sentences longer than %d UTF-8 bytes",
+                        skipped["too_long"], max_sentence_bytes)
+    if not sentences:
+        raise TrainingError("no training text: the input documents are empty or blank")
+    if not 0.98 <= character_coverage <= 1.0:
+        raise TrainingError(f"character_coverage={character_coverage} must be in [0.98, 1]")
+    max_chars = max(1, (vocab_size - specials.MIN_VOCAB_SIZE + 1) // 2)
+    sentences = split_at_rare_characters(sentences, max_chars)
     proto = io.BytesIO()
     spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=counted, model_writer=proto, vocab_size=vocab_size,
-            model_type=model_type, input_sentence_size=input_sentence_size,
-            shuffle_input_sentence=True, character_coverage=character_coverage,
+            sentence_iterator=iter(sentences), model_writer=proto, vocab_size=vocab_size,
+            model_type=model_type, input_sentence_size=0,
+            character_coverage=character_coverage,
             num_threads=num_threads, max_sentence_length=max_sentence_bytes,
             minloglevel=2, **LOSSLESS_SETTINGS)
     except RuntimeError as error:
-        raise TrainingError(_explain_training_failure(str(error), vocab_size, counted.count)
+        raise TrainingError(_explain_training_failure(str(error), vocab_size, len(sentences))
                             ) from None
-    if skipped["too_long"]:
-        logging.warning("skipped %d sentences longer than %d UTF-8 bytes",
-                        skipped["too_long"], max_sentence_bytes)
     return proto.getvalue()
+
+
+def sample_sentences(sentences: Iterable[str], size: int, seed: int) -> list[str]:
+    """A uniform sample of `size` sentences (reservoir sampling), or all if size is 0."""
+    if size <= 0:
+        return list(sentences)
+    rng = random.Random(seed)
+    sample: list[str] = []
+    for seen, sentence in enumerate(sentences):
+        if seen < size:
+            sample.append(sentence)
+        else:
+            slot = rng.randrange(seen + 1)
+            if slot < size:
+                sample[slot] = sentence
+    return sample
+
+
+def split_at_rare_characters(sentences: list[str], max_chars: int) -> list[str]:
+    """Sentences cut at every character outside the `max_chars` most frequent ones.
+
+    A small vocabulary cannot give every character its own piece; the rare ones will be
+    encoded as bytes, which no word piece crosses, so training should not see pieces across
+    them either. (sentencepiece itself only drops characters below a 98% coverage floor.)
+    """
+    counts = collections.Counter()
+    for sentence in sentences:
+        counts.update(sentence)
+    if len(counts) <= max_chars:
+        return sentences
+    rare = [char for char, _ in counts.most_common()[max_chars:]]
+    rare_pattern = re.compile("[" + "".join(re.escape(char) for char in sorted(rare)) + "]+")
+    pieces = (piece for sentence in sentences for piece in rare_pattern.split(sentence))
+    return [piece for piece in pieces if piece]
 
 
 def train_vocabulary(documents: Iterable[str], output_path: str | os.PathLike,
@@ -109,22 +157,7 @@ def check_vocab_size(vocab_size: int) -> None:
 
 
 def _explain_training_failure(message: str, vocab_size: int, sentences: int) -> str:
-    if sentences == 0:
-        return "no training text: the input documents are empty or blank"
     if "Vocabulary size too high" in message or "Vocabulary size is smaller" in message:
         return (f"cannot train {vocab_size} pieces from {sentences} sentences: {message}. "
                 "Give more text or a smaller --vocab_size")
     return f"sentencepiece training failed on {sentences} sentences: {message}"
-
-
-class _CountingIterator:
-    def __init__(self, iterator: Iterator[str]):
-        self._iterator, self.count = iterator, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        item = next(self._iterator)
-        self.count += 1
-        return item
