@@ -15,7 +15,7 @@ import sentencepiece as spm
 from tokenizer import specials
 from tokenizer.errors import (VocabularyError, invalid_utf8_message,
                               unpaired_surrogate_message)
-from tokenizer.structure import split_paragraphs, split_sentences
+from tokenizer.structure import split_document
 
 
 class Tokenizer:
@@ -67,20 +67,18 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str | bytes]) -> list[list[int]]:
         """`encode` over many texts in one sentencepiece call."""
-        texts = [_as_text(text) for text in texts]
-        plain = [i for i, text in enumerate(texts) if specials.WHITESPACE_MARKER not in text]
+        return self._encode_texts([_as_text(text) for text in texts])
+
+    def _encode_texts(self, texts: list[str], may_hold_marker: bool = True) -> list[list[int]]:
         try:
-            encoded = self._sp.encode([texts[i] for i in plain], num_threads=1)
+            encoded = self._sp.encode(texts, num_threads=1)
         except (RuntimeError, TypeError):  # sentencepiece's reaction to unpaired surrogates
-            bad = next((texts[i] for i in plain if not _is_encodable(texts[i])), "")
+            bad = next((text for text in texts if not _is_encodable(text)), "")
             raise ValueError(unpaired_surrogate_message(bad)) from None
-        result: list[list[int]] = [None] * len(texts)  # type: ignore[list-item]
-        for i, ids in zip(plain, encoded):
-            result[i] = ids
-        for i, text in enumerate(texts):
-            if result[i] is None:
-                result[i] = self._encode_with_marker(text)
-        return result
+        for i, text in enumerate(texts if may_hold_marker else ()):
+            if specials.WHITESPACE_MARKER in text:
+                encoded[i] = self._encode_with_marker(text)
+        return encoded
 
     def _encode_with_marker(self, text: str) -> list[int]:
         chunks = text.split(specials.WHITESPACE_MARKER)
@@ -102,15 +100,18 @@ class Tokenizer:
         for each line: <p> (<s> sentence pieces </s>)* </p>, then <eod> once at the end.
         An empty line gives <p></p>; decoding restores the newlines between lines.
         """
-        paragraphs = [split_sentences(p) for p in split_paragraphs(_as_text(document))]
-        encoded = iter(self.encode_batch([s for sentences in paragraphs for s in sentences]))
+        document = _as_text(document)
+        paragraphs = split_document(document)
+        encoded = iter(self._encode_texts([s for sentences in paragraphs for s in sentences],
+                                          specials.WHITESPACE_MARKER in document))
+        bos, eos = [specials.BOS_ID], [specials.EOS_ID]
         ids: list[int] = []
         for sentences in paragraphs:
             ids.append(specials.BOP_ID)
             for _ in sentences:
-                ids.append(specials.BOS_ID)
-                ids.extend(next(encoded))
-                ids.append(specials.EOS_ID)
+                ids += bos
+                ids += next(encoded)
+                ids += eos
             ids.append(specials.EOP_ID)
         ids.append(specials.EOD_ID)
         return ids
@@ -123,23 +124,32 @@ class Tokenizer:
         A paragraph start that follows another paragraph of the same document (no <eod>
         between them) stands for the newline that separated the two lines.
         """
-        ids = _as_id_list(ids, self.vocab_size)
+        ids = _as_id_list(ids)
         try:
-            return self._decode_checked(ids)
-        except TypeError:  # e.g. a float among the ints, which the fast check lets through
+            return self._decode_valid(ids)
+        except (TypeError, IndexError):  # sentencepiece's reaction to non-int or unknown ids
             explain_bad_ids(ids, self.vocab_size)
             raise
 
-    def _decode_checked(self, ids: list[int]) -> str:
+    def _decode_valid(self, ids: list[int]) -> str:
         if specials.BOP_ID not in ids:
             return self._sp.decode(ids)
-        starts = [i for i, token in enumerate(ids) if token == specials.BOP_ID]
-        pieces = [self._sp.decode(ids[:starts[0]])]
-        for k, start in enumerate(starts):
-            end = starts[k + 1] if k + 1 < len(starts) else len(ids)
-            if k > 0 and specials.EOD_ID not in ids[starts[k - 1]:start]:
+        bop, eod = specials.BOP_ID, specials.EOD_ID
+        segments, start = [], 0
+        while True:  # cut before each paragraph start
+            try:
+                cut = ids.index(bop, start + 1 if segments else 0)
+            except ValueError:
+                segments.append(ids[start:])
+                break
+            segments.append(ids[start:cut])
+            start = cut
+        texts = self._sp.decode(segments)
+        pieces = [texts[0]]
+        for k in range(1, len(segments)):
+            if k > 1 and eod not in segments[k - 1]:
                 pieces.append("\n")
-            pieces.append(self._sp.decode(ids[start:end]))
+            pieces.append(texts[k])
         return "".join(pieces)
 
 
@@ -220,31 +230,25 @@ def _is_encodable(text: str) -> bool:
         return False
 
 
-def _as_id_list(ids, vocab_size: int) -> list[int]:
-    """`ids` as a list; a cheap range/type check here, the per-item one only on failure."""
+def _as_id_list(ids) -> list[int]:
+    """`ids` as a list whose first item is an int; sentencepiece checks the rest."""
     if isinstance(ids, (str, bytes)):
         raise TypeError(f"decode expects a sequence of int ids, got {type(ids).__name__}")
-    if hasattr(ids, "numpy"):  # tf.Tensor
-        ids = ids.numpy()
-    if hasattr(ids, "tolist"):  # numpy array
-        ids = ids.tolist()
-    ids = list(ids)
-    try:
-        low, high = (min(ids), max(ids)) if ids else (0, 0)
-        if type(low) is int and type(high) is int and 0 <= low and high < vocab_size:
-            return ids
-    except TypeError:
-        pass
-    explain_bad_ids(ids, vocab_size)
+    if type(ids) is not list:
+        if hasattr(ids, "numpy"):  # tf.Tensor
+            ids = ids.numpy()
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    if ids and type(ids[0]) is not int:  # a str or a list would select another sentencepiece call
+        explain_bad_ids(ids, None)
     return ids
 
 
-def explain_bad_ids(ids: list, vocab_size: int) -> None:
+def explain_bad_ids(ids: list, vocab_size: int | None) -> None:
     """Raise an error naming the first id that is not an in-range int."""
     for position, token in enumerate(ids):
         if type(token) is not int:
             raise TypeError(f"decode expects int ids; item {position} is "
                             f"{type(token).__name__} {token!r}")
-        if not 0 <= token < vocab_size:
+        if vocab_size is not None and not 0 <= token < vocab_size:
             raise ValueError(f"id {token} at position {position} is outside the vocabulary "
                              f"[0, {vocab_size})")
