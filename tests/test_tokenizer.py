@@ -203,3 +203,10 @@ def test_lossy_sentencepiece_model_is_refused(tmp_path):
     path.write_bytes(proto.getvalue())
     with pytest.raises(tokenizer.VocabularyError, match="cannot be used by this tokenizer"):
         tokenizer.load(path)
+
+
+def test_encode_documents_matches_encode_document_on_threads(tok):
+    documents = list(HARD_CASES.values()) + list(stdlib_docstrings(max_chars=20_000))
+    expected = [tok.encode_document(d) for d in documents]
+    assert tok.encode_documents(documents) == expected
+    assert tok.encode_documents(documents, num_threads=2) == expected

@@ -16,9 +16,10 @@ def tok():
     return tokenizer.Tokenizer(tokenizer.train_model_proto(documents, 350, seed=2))
 
 
-@pytest.fixture(scope="module", params=["tensorflow_text", "python"])
+@pytest.fixture(scope="module", params=["tensorflow_text", "python", "python-2-threads"])
 def tf_tok(request, tok):
-    return TFTokenizer(tok, engine=request.param)
+    engine, _, threads = request.param.partition("-")
+    return TFTokenizer(tok, engine=engine, python_threads=int(threads[:1] or 1))
 
 
 def test_batch_matches_python_ids_on_hard_cases(tok, tf_tok):

@@ -8,7 +8,7 @@ the one character sentencepiece cannot tell from a space — is written as byte 
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import sentencepiece as spm
 
@@ -69,9 +69,10 @@ class Tokenizer:
         """`encode` over many texts in one sentencepiece call."""
         return self._encode_texts([_as_text(text) for text in texts])
 
-    def _encode_texts(self, texts: list[str], may_hold_marker: bool = True) -> list[list[int]]:
+    def _encode_texts(self, texts: list[str], may_hold_marker: bool = True,
+                      num_threads: int = 1) -> list[list[int]]:
         try:
-            encoded = self._sp.encode(texts, num_threads=1)
+            encoded = self._sp.encode(texts, num_threads=num_threads)
         except (RuntimeError, TypeError):  # sentencepiece's reaction to unpaired surrogates
             bad = next((text for text in texts if not _is_encodable(text)), "")
             raise ValueError(unpaired_surrogate_message(bad)) from None
@@ -100,21 +101,18 @@ class Tokenizer:
         for each line: <p> (<s> sentence pieces </s>)* </p>, then <eod> once at the end.
         An empty line gives <p></p>; decoding restores the newlines between lines.
         """
-        document = _as_text(document)
-        paragraphs = split_document(document)
-        encoded = iter(self._encode_texts([s for sentences in paragraphs for s in sentences],
-                                          specials.WHITESPACE_MARKER in document))
-        bos, eos = [specials.BOS_ID], [specials.EOS_ID]
-        ids: list[int] = []
-        for sentences in paragraphs:
-            ids.append(specials.BOP_ID)
-            for _ in sentences:
-                ids += bos
-                ids += next(encoded)
-                ids += eos
-            ids.append(specials.EOP_ID)
-        ids.append(specials.EOD_ID)
-        return ids
+        return self.encode_documents([document])[0]
+
+    def encode_documents(self, documents: Sequence[str | bytes],
+                         num_threads: int = 1) -> list[list[int]]:
+        """`encode_document` over many documents; sentencepiece encodes all their sentences
+        in one call, on `num_threads` C++ threads."""
+        documents = [_as_text(document) for document in documents]
+        split = [split_document(document) for document in documents]
+        sentences = [s for paragraphs in split for sentences in paragraphs for s in sentences]
+        may_hold_marker = any(specials.WHITESPACE_MARKER in d for d in documents)
+        encoded = iter(self._encode_texts(sentences, may_hold_marker, num_threads))
+        return [_assemble_document(paragraphs, encoded) for paragraphs in split]
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -144,13 +142,28 @@ class Tokenizer:
                 break
             segments.append(ids[start:cut])
             start = cut
-        texts = self._sp.decode(segments)
+        texts = self._sp.decode(segments, num_threads=1)
         pieces = [texts[0]]
         for k in range(1, len(segments)):
             if k > 1 and eod not in segments[k - 1]:
                 pieces.append("\n")
             pieces.append(texts[k])
         return "".join(pieces)
+
+
+def _assemble_document(paragraphs: list[list[str]], encoded: Iterator[list[int]]) -> list[int]:
+    """Structure tokens around the next sentences' ids from `encoded`."""
+    bos, eos = [specials.BOS_ID], [specials.EOS_ID]
+    ids: list[int] = []
+    for sentences in paragraphs:
+        ids.append(specials.BOP_ID)
+        for _ in sentences:
+            ids += bos
+            ids += next(encoded)
+            ids += eos
+        ids.append(specials.EOP_ID)
+    ids.append(specials.EOD_ID)
+    return ids
 
 
 def load(path: str | os.PathLike) -> Tokenizer:

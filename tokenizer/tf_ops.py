@@ -6,8 +6,9 @@ paragraph and sentence rules run as the same regular expression in RE2, and a li
 becomes the same byte pieces. Use them in `dataset.map(..., num_parallel_calls=AUTOTUNE)`;
 batching documents before the map amortizes the per-call overhead.
 
-engine="python" wraps the Python tokenizer in tf.py_function instead, for platforms without
-tensorflow-text; it holds the GIL, so parallel map calls do not scale with it.
+engine="python" wraps the Python tokenizer in tf.py_function instead (for platforms without
+tensorflow-text, and faster per core: see benchmarks/tokenizer_speed.py). Parallel map calls
+share the GIL, so it spreads a batch over `python_threads` sentencepiece C++ threads instead.
 """
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ _NOT_UTF8 = ("tokenizer: input text is not valid UTF-8; decode the source with i
 class TFTokenizer:
     """Graph-mode twin of `tokenizer.Tokenizer`; accepts a scalar or a 1-D batch of strings."""
 
-    def __init__(self, tokenizer, engine: str = "tensorflow_text", validate_utf8: bool = True):
+    def __init__(self, tokenizer, engine: str = "tensorflow_text", validate_utf8: bool = True,
+                 python_threads: int = 1):
         if engine not in ("tensorflow_text", "python"):
             raise ValueError(f"engine must be 'tensorflow_text' or 'python', got {engine!r}")
         self._tokenizer = tokenizer
         self._validate = validate_utf8
         self.engine = engine
+        self._python_threads = python_threads
         if engine == "tensorflow_text":
             try:
                 import tensorflow_text
@@ -45,12 +48,14 @@ class TFTokenizer:
 
     def encode(self, texts: tf.Tensor) -> tf.Tensor | tf.RaggedTensor:
         """Ids of each text: a 1-D int32 Tensor for a scalar, a RaggedTensor for a batch."""
-        return self._apply(texts, self._encode_flat, self._tokenizer.encode)
+        return self._apply(texts, self._encode_flat,
+                           lambda batch: self._tokenizer.encode_batch(batch))
 
     def encode_document(self, documents: tf.Tensor) -> tf.Tensor | tf.RaggedTensor:
         """Ids of each document with paragraph, sentence and end-of-document tokens."""
         return self._apply(documents, self._encode_documents_flat,
-                           self._tokenizer.encode_document)
+                           lambda batch: self._tokenizer.encode_documents(
+                               batch, num_threads=self._python_threads))
 
     # -- shared plumbing --------------------------------------------------------------------
 
@@ -119,7 +124,7 @@ def _checked_utf8(texts: tf.Tensor) -> tf.Tensor:
 
 def _py_function_encode(texts: tf.Tensor, python_fn) -> tf.RaggedTensor:
     def encode_all(batch):
-        encoded = [python_fn(text) for text in batch.numpy()]
+        encoded = python_fn(batch.numpy().tolist())
         lengths = [len(ids) for ids in encoded]
         flat = [token for ids in encoded for token in ids]
         return tf.constant(flat, tf.int32), tf.constant(lengths, tf.int64)

@@ -1,7 +1,10 @@
 """Train a vocabulary: python -m tokenizer.train --input=a.wet.gz,b.txt --output=vocab.model"""
+import sys
+
 from absl import app, flags, logging
 
 from tokenizer import sources, specials, trainer
+from tokenizer.errors import TrainingError
 
 _INPUT = flags.DEFINE_list(
     "input", None, "Comma-separated files or globs: .wet/.wet.gz (one document per "
@@ -21,11 +24,16 @@ _THREADS = flags.DEFINE_integer("num_threads", 4, "Training threads; part of the
 
 def main(argv):
     del argv
-    paths = sources.expand_inputs(_INPUT.value)
-    logging.info("training a %d-piece vocabulary from %d files", _VOCAB_SIZE.value, len(paths))
-    path = trainer.train_vocabulary(sources.documents_from_files(paths), _OUTPUT.value, _VOCAB_SIZE.value,
-                         seed=_SEED.value, model_type=_MODEL_TYPE.value,
-                         input_sentence_size=_SENTENCES.value, num_threads=_THREADS.value)
+    try:
+        paths = sources.expand_inputs(_INPUT.value)
+        logging.info("training a %d-piece vocabulary from %d files", _VOCAB_SIZE.value,
+                     len(paths))
+        path = trainer.train_vocabulary(
+            sources.documents_from_files(paths), _OUTPUT.value, _VOCAB_SIZE.value,
+            seed=_SEED.value, model_type=_MODEL_TYPE.value,
+            input_sentence_size=_SENTENCES.value, num_threads=_THREADS.value)
+    except TrainingError as error:
+        sys.exit(f"tokenizer.train: {error}")
     print(f"wrote {path}")
 
 
