@@ -83,8 +83,9 @@ class TFTokenizer:
         # Every chunk but each text's last is followed by a marker.
         last_chunk = tf.scatter_nd((chunks.row_limits() - 1)[:, tf.newaxis],
                                    tf.ones_like(chunks.row_limits(), tf.bool), [num_chunks])
-        keep_markers = tf.where(last_chunk, tf.zeros([], tf.int64), len(specials.WHITESPACE_MARKER_BYTE_PIECES))
-        keep_length = tokens.row_lengths() + keep_markers
+        marker_length = tf.where(last_chunk, tf.constant(0, tf.int64),
+                                 len(specials.WHITESPACE_MARKER_BYTE_PIECES))
+        keep_length = tokens.row_lengths() + marker_length
         position = tf.ragged.range(with_markers.row_lengths())
         kept = tf.ragged.boolean_mask(with_markers, position < keep_length[:, tf.newaxis])
         return tf.RaggedTensor.from_row_splits(kept, chunks.row_splits).merge_dims(1, 2)
@@ -107,9 +108,11 @@ class TFTokenizer:
 
 def _wrap(rows: tf.RaggedTensor, first: int | None, last: int) -> tf.RaggedTensor:
     """Put `first` before and `last` after every row of a [K, None] RaggedTensor."""
-    count = rows.nrows()
+    shape = tf.stack([rows.nrows(), 1])
+
     def column(value):
-        return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([count, 1]), tf.constant(value, rows.dtype)))
+        return tf.RaggedTensor.from_tensor(tf.fill(shape, tf.constant(value, rows.dtype)))
+
     parts = ([column(first)] if first is not None else []) + [rows, column(last)]
     return tf.concat(parts, axis=1)
 
