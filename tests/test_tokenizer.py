@@ -210,3 +210,13 @@ def test_encode_documents_matches_encode_document_on_threads(tok):
     expected = [tok.encode_document(d) for d in documents]
     assert tok.encode_documents(documents) == expected
     assert tok.encode_documents(documents, num_threads=2) == expected
+
+
+def test_load_through_tensorflow_file_systems(tok):
+    import tensorflow as tf
+    with tf.io.gfile.GFile("ram://tokenizer_test/vocab.model", "wb") as file:
+        file.write(tok.model_proto)
+    loaded = tokenizer.load("ram://tokenizer_test/vocab.model")
+    assert loaded.encode("Same ids.") == tok.encode("Same ids.")
+    with pytest.raises(tokenizer.VocabularyError, match="does not exist"):
+        tokenizer.load("ram://tokenizer_test/missing.model")

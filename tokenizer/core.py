@@ -18,6 +18,10 @@ from tokenizer.errors import (VocabularyError, invalid_utf8_message,
 from tokenizer.structure import split_document
 
 
+# sentencepiece's batch call costs about as much as ten single calls before it pays off.
+_MIN_BATCH = 10
+
+
 class Tokenizer:
     """Encodes text to ids and back; `encode_document` adds paragraph/sentence/document tokens."""
 
@@ -72,7 +76,10 @@ class Tokenizer:
     def _encode_texts(self, texts: list[str], may_hold_marker: bool = True,
                       num_threads: int = 1) -> list[list[int]]:
         try:
-            encoded = self._sp.encode(texts, num_threads=num_threads)
+            if num_threads == 1 and len(texts) < _MIN_BATCH:
+                encoded = [self._sp.encode(text) for text in texts]
+            else:
+                encoded = self._sp.encode(texts, num_threads=num_threads)
         except (RuntimeError, TypeError):  # sentencepiece's reaction to unpaired surrogates
             bad = next((text for text in texts if not _is_encodable(text)), "")
             raise ValueError(unpaired_surrogate_message(bad)) from None

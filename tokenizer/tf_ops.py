@@ -1,16 +1,21 @@
-"""Tokenization inside tf.data, as TensorFlow ops that run without the Python GIL.
+"""Tokenization inside tf.data, with the ids of the Python tokenizer.
 
-`TFTokenizer.encode` and `.encode_document` give the same ids as `Tokenizer.encode` and
-`.encode_document`: tensorflow-text's SentencepieceTokenizer op runs the same model proto, the
-paragraph and sentence rules run as the same regular expression in RE2, and a literal U+2581
-becomes the same byte pieces. Use them in `dataset.map(..., num_parallel_calls=AUTOTUNE)`;
-batching documents before the map amortizes the per-call overhead.
+Two engines give the same ids as `Tokenizer.encode` / `.encode_document`:
 
-engine="python" wraps the Python tokenizer in tf.py_function instead (for platforms without
-tensorflow-text, and faster per core: see benchmarks/tokenizer_speed.py). Parallel map calls
-share the GIL, so it spreads a batch over `python_threads` sentencepiece C++ threads instead.
+- "python" (default): the Python tokenizer in tf.py_function. Splitting runs under the GIL
+  (regular expressions and str methods, in C); sentencepiece encodes the whole batch on
+  `python_threads` C++ threads. Fastest measured here (benchmarks/tokenizer_speed.py).
+- "tensorflow_text": tensorflow-text's SentencepieceTokenizer op over the same model proto, the
+  splitting rules as the same regular expression in RE2, the U+2581 escape as ragged ops; no
+  Python at all, so it scales with parallel map calls, but its sentencepiece is several times
+  slower per core than the sentencepiece wheel. Needs `tensorflow-text` matching TensorFlow.
+
+Batch documents before the map (`ds.batch(64).map(encoder.encode_document)`) to amortize the
+per-call overhead of either.
 """
 from __future__ import annotations
+
+import os
 
 import tensorflow as tf
 
@@ -24,16 +29,19 @@ _NOT_UTF8 = ("tokenizer: input text is not valid UTF-8; decode the source with i
 
 
 class TFTokenizer:
-    """Graph-mode twin of `tokenizer.Tokenizer`; accepts a scalar or a 1-D batch of strings."""
+    """`tokenizer.Tokenizer` for tf.data; accepts a scalar or a 1-D batch of strings.
 
-    def __init__(self, tokenizer, engine: str = "tensorflow_text", validate_utf8: bool = True,
-                 python_threads: int = 1):
+    validate_utf8 applies to the tensorflow_text engine (the python one always checks).
+    """
+
+    def __init__(self, tokenizer, engine: str = "python", validate_utf8: bool = True,
+                 python_threads: int | None = None):
         if engine not in ("tensorflow_text", "python"):
             raise ValueError(f"engine must be 'tensorflow_text' or 'python', got {engine!r}")
         self._tokenizer = tokenizer
         self._validate = validate_utf8
         self.engine = engine
-        self._python_threads = python_threads
+        self.python_threads = python_threads or len(os.sched_getaffinity(0))
         if engine == "tensorflow_text":
             try:
                 import tensorflow_text
@@ -55,7 +63,7 @@ class TFTokenizer:
         """Ids of each document with paragraph, sentence and end-of-document tokens."""
         return self._apply(documents, self._encode_documents_flat,
                            lambda batch: self._tokenizer.encode_documents(
-                               batch, num_threads=self._python_threads))
+                               batch, num_threads=self.python_threads))
 
     # -- shared plumbing --------------------------------------------------------------------
 
