@@ -8,6 +8,7 @@ Rounds are interleaved so load from other processes hits every candidate alike.
     python benchmarks/tokenizer_speed.py [--input=files] [--vocab_size=8000]
 """
 import os
+import statistics
 import time
 
 from absl import app, flags, logging
@@ -33,27 +34,29 @@ def load_documents():
     return documents
 
 
-def best_seconds(candidates):
-    """Best time per candidate {name: (fn, items)} over interleaved rounds."""
-    best = {name: float("inf") for name in candidates}
+def timed_rounds(candidates):
+    """Seconds per round of each candidate {name: (fn, items)}, rounds interleaved."""
+    times = {name: [] for name in candidates}
     for _ in range(FLAGS.repeats):
         for name, (fn, items) in candidates.items():
             start = time.perf_counter()
             for item in items:
                 fn(item)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
-def print_rates(megabytes, seconds):
-    rates = {name: megabytes / s for name, s in seconds.items()}
-    for name, rate in rates.items():
-        print(f"  {name:50s} {rate:8.2f} MB/s")
-    return rates
+def print_rates(megabytes, times):
+    """Best round of each candidate, in MB/s."""
+    for name, seconds in times.items():
+        print(f"  {name:50s} {megabytes / min(seconds):8.2f} MB/s")
 
 
-def print_ratio(label, numerator, denominator, goal=""):
-    print(f"  ratio {label:52s} {numerator / denominator:6.2f}x {goal}")
+def print_ratio(times, label, numerator, denominator, goal=""):
+    """Speed ratio: the median over rounds of the paired ratio, which shrugs off load spikes
+    that a best-of comparison would credit to one side."""
+    paired = [b / a for a, b in zip(times[numerator], times[denominator])]
+    print(f"  ratio {label:52s} {statistics.median(paired):6.2f}x {goal}")
 
 
 def single_core(documents, megabytes, tok, subword):
@@ -74,7 +77,7 @@ def single_core(documents, megabytes, tok, subword):
     cpu = min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     print(f"\none core (CPU {cpu}), best of {FLAGS.repeats}:")
-    rate = print_rates(megabytes, best_seconds({
+    times = timed_rounds({
         "encode: this tokenizer (encode)": (tok.encode, documents),
         "encode: this tokenizer (encode_document)": (tok.encode_document, documents),
         "encode: raw sentencepiece": (raw.encode, documents),
@@ -83,19 +86,20 @@ def single_core(documents, megabytes, tok, subword):
         "decode: this tokenizer (document ids)": (tok.decode, ids["document"]),
         "decode: raw sentencepiece": (raw.decode, ids["raw"]),
         "decode: SubwordTextEncoder": (subword.decode, ids["subword"]),
-    }))
-    ours = rate["encode: this tokenizer (encode)"]
-    print_ratio("encode this tokenizer / raw sentencepiece", ours,
-                rate["encode: raw sentencepiece"], "(goal >= 0.8)")
-    print_ratio("encode this tokenizer / SubwordTextEncoder", ours,
-                rate["encode: SubwordTextEncoder"], "(goal >= 5)")
-    print_ratio("encode_document / raw sentencepiece encode",
-                rate["encode: this tokenizer (encode_document)"],
-                rate["encode: raw sentencepiece"])
-    print_ratio("decode this tokenizer / raw sentencepiece",
-                rate["decode: this tokenizer (plain ids)"], rate["decode: raw sentencepiece"])
-    print_ratio("decode this tokenizer / SubwordTextEncoder",
-                rate["decode: this tokenizer (plain ids)"], rate["decode: SubwordTextEncoder"])
+    })
+    print_rates(megabytes, times)
+    print("  (ratios: median over rounds of paired times)")
+    ours = "encode: this tokenizer (encode)"
+    print_ratio(times, "encode this tokenizer / raw sentencepiece", ours,
+                "encode: raw sentencepiece", "(goal >= 0.8)")
+    print_ratio(times, "encode this tokenizer / SubwordTextEncoder", ours,
+                "encode: SubwordTextEncoder", "(goal >= 5)")
+    print_ratio(times, "encode_document / raw sentencepiece encode",
+                "encode: this tokenizer (encode_document)", "encode: raw sentencepiece")
+    print_ratio(times, "decode this tokenizer / raw sentencepiece",
+                "decode: this tokenizer (plain ids)", "decode: raw sentencepiece")
+    print_ratio(times, "decode this tokenizer / SubwordTextEncoder",
+                "decode: this tokenizer (plain ids)", "decode: SubwordTextEncoder")
 
 
 def tf_data(documents, megabytes, tok, cores):
@@ -114,16 +118,15 @@ def tf_data(documents, megabytes, tok, cores):
     for dataset in pipelines.values():  # warm up: trace and build the ops
         for _ in dataset:
             pass
-    rate = print_rates(megabytes, best_seconds(
-        {name: (lambda d: [None for _ in d], [dataset]) for name, dataset in pipelines.items()}))
+    times = timed_rounds(
+        {name: (lambda d: [None for _ in d], [dataset]) for name, dataset in pipelines.items()})
+    print_rates(megabytes, times)
     n = len(cores)
     for engine in ("tensorflow_text", "python"):
-        print_ratio(f"{engine}: {n} parallel calls / 1",
-                    rate[f"{engine}, num_parallel_calls={n}"],
-                    rate[f"{engine}, num_parallel_calls=1"])
-    print_ratio(f"tensorflow_text / python at {n} parallel calls",
-                rate[f"tensorflow_text, num_parallel_calls={n}"],
-                rate[f"python, num_parallel_calls={n}"])
+        print_ratio(times, f"{engine}: {n} parallel calls / 1",
+                    f"{engine}, num_parallel_calls={n}", f"{engine}, num_parallel_calls=1")
+    print_ratio(times, f"tensorflow_text / python at {n} parallel calls",
+                f"tensorflow_text, num_parallel_calls={n}", f"python, num_parallel_calls={n}")
 
 
 def main(argv):
