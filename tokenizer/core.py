@@ -133,7 +133,7 @@ class Tokenizer:
         try:
             return self._decode_valid(ids)
         except (TypeError, IndexError):  # sentencepiece's reaction to non-int or unknown ids
-            explain_bad_ids(ids, self.vocab_size)
+            _explain_bad_ids(ids, self.vocab_size)
             raise
 
     def _decode_valid(self, ids: list[int]) -> str:
@@ -259,11 +259,11 @@ def _as_id_list(ids) -> list[int]:
             ids = ids.numpy()
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
     if ids and type(ids[0]) is not int:  # a str or a list would select another sentencepiece call
-        explain_bad_ids(ids, None)
+        _explain_bad_ids(ids, None)
     return ids
 
 
-def explain_bad_ids(ids: list, vocab_size: int | None) -> None:
+def _explain_bad_ids(ids: list, vocab_size: int | None) -> None:
     """Raise an error naming the first id that is not an in-range int."""
     for position, token in enumerate(ids):
         if type(token) is not int:

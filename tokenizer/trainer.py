@@ -157,6 +157,7 @@ def check_vocab_size(vocab_size: int) -> None:
 
 
 def _explain_training_failure(message: str, vocab_size: int, sentences: int) -> str:
+    message = message.rstrip(".")
     if "Vocabulary size too high" in message or "Vocabulary size is smaller" in message:
         return (f"cannot train {vocab_size} pieces from {sentences} sentences: {message}. "
                 "Give more text or a smaller --vocab_size")
