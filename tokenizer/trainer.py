@@ -2,8 +2,9 @@
 
 Training sees the same units the tokenizer encodes: the sentences that `structure` cuts each
 line of each document into. Given the same documents, settings and seed, the model file is
-byte-for-byte the same on every machine (sentencepiece's sampling uses the seed, and the
-thread count, which changes how work is split, is a fixed setting rather than the core count).
+byte-for-byte the same on every machine: sentence sampling and sentencepiece's generator are
+seeded, and the thread count, which changes how sentencepiece splits its work, is a setting
+rather than the machine's core count.
 """
 from __future__ import annotations
 
