@@ -1,0 +1,99 @@
+"""Stateful language-model batches: B rows x T tokens, row i one continuous document stream.
+
+The paper carries the LSTM state from batch to batch and never resets it, so row i of batch
+t+1 must continue row i of batch t. Each row is fed by its own stream: documents separated
+by end-of-document, a new document pulled from the shared source whenever the row runs
+dry. tf.data `interleave(...).batch(B)` cannot do this (it refills a slot from whichever
+input comes next), hence this packer.
+
+Under tf.distribute, one input pipeline feeds R local replicas; elements go to replicas in
+round-robin order, so the pipeline packs R*B streams and emits them as R consecutive
+[B, T] elements: replica r always receives streams r*B .. r*B+B-1.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+DEFAULT_SEQUENCE_LENGTH = 32
+
+
+class DocumentEncoder(Protocol):
+    """What the pipeline needs from a tokenizer: whole documents to ids, and the id that
+    separates documents in a stream. `encode_document` may end with `eod_id` or not."""
+    eod_id: int
+
+    def encode_document(self, text: str) -> Sequence[int]: ...
+
+
+def with_eod(ids: Sequence[int], eod_id: int) -> list[int]:
+    ids = list(ids)
+    if not ids or ids[-1] != eod_id:
+        ids.append(eod_id)
+    return ids
+
+
+class _Stream:
+    """Tokens of one row not yet emitted; compacted so memory stays at about a document."""
+
+    def __init__(self):
+        self.tokens: list[int] = []
+        self.start = 0
+
+    def available(self) -> int:
+        return len(self.tokens) - self.start
+
+    def window(self, length: int) -> list[int]:
+        return self.tokens[self.start:self.start + length]
+
+    def advance(self, n: int) -> None:
+        self.start += n
+        if self.start > 4096:
+            del self.tokens[:self.start]
+            self.start = 0
+
+
+def pack_streams(documents: Iterable[Sequence[int]], num_streams: int, sequence_length: int,
+                 eod_id: int) -> Iterator[np.ndarray]:
+    """Yields int32 arrays [num_streams, sequence_length + 1]: row i of consecutive arrays
+    are overlapping windows (by one token) of stream i, so inputs = [:, :-1] and
+    targets = [:, 1:] continue exactly where the previous batch stopped.
+
+    Rows pull documents in row order whenever they run dry; iteration ends when a row can
+    no longer be filled (the incomplete last batch is dropped, as training needs full rows).
+    """
+    if num_streams < 1 or sequence_length < 1:
+        raise ValueError(f"need num_streams >= 1 and sequence_length >= 1, got "
+                         f"{num_streams} and {sequence_length}")
+    source = iter(documents)
+    streams = [_Stream() for _ in range(num_streams)]
+    while True:
+        for stream in streams:
+            while stream.available() < sequence_length + 1:
+                doc = next(source, None)
+                if doc is None:
+                    return
+                stream.tokens.extend(with_eod(doc, eod_id))
+        yield np.array([s.window(sequence_length + 1) for s in streams], dtype=np.int32)
+        for stream in streams:
+            stream.advance(sequence_length)
+
+
+def stateful_lm_dataset(document_source: Callable[[], Iterable[Sequence[int]]], eod_id: int,
+                        per_replica_batch_size: int,
+                        sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
+                        local_replicas: int = 1) -> tf.data.Dataset:
+    """(inputs, targets) int32 [per_replica_batch_size, sequence_length] elements, the
+    streams of `local_replicas` replicas in round-robin order (see module doc)."""
+    rows = per_replica_batch_size * local_replicas
+
+    def windows():
+        yield from pack_streams(document_source(), rows, sequence_length, eod_id)
+
+    ds = tf.data.Dataset.from_generator(
+        windows, output_signature=tf.TensorSpec([rows, sequence_length + 1], tf.int32))
+    ds = ds.map(lambda w: tf.reshape(w, [local_replicas, per_replica_batch_size, -1]))
+    ds = ds.unbatch()
+    return ds.map(lambda w: (w[:, :-1], w[:, 1:])).prefetch(tf.data.AUTOTUNE)
