@@ -12,27 +12,14 @@ round-robin order, so the pipeline packs R*B streams and emits them as R consecu
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from data_pipelines.documents import DocumentEncoder, with_eod  # noqa: F401 (re-export)
+
 DEFAULT_SEQUENCE_LENGTH = 32
-
-
-class DocumentEncoder(Protocol):
-    """What the pipeline needs from a tokenizer: whole documents to ids, and the id that
-    separates documents in a stream. `encode_document` may end with `eod_id` or not."""
-    eod_id: int
-
-    def encode_document(self, text: str) -> Sequence[int]: ...
-
-
-def with_eod(ids: Sequence[int], eod_id: int) -> list[int]:
-    ids = list(ids)
-    if not ids or ids[-1] != eod_id:
-        ids.append(eod_id)
-    return ids
 
 
 class _Stream:

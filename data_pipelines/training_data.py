@@ -8,17 +8,14 @@ tf.distribute.InputContext and return (inputs, targets) per-replica batches, rea
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 from typing import Iterator, Sequence
 
 import tensorflow as tf
 
 from data_pipelines import lm_batching, partition, shards, wet
-from data_pipelines.filters import FilterConfig, filter_document
-
-log = logging.getLogger(__name__)
-
+from data_pipelines.documents import DocumentEncoder, as_document_encoder, wet_token_documents
+from data_pipelines.filters import FilterConfig
 
 @dataclasses.dataclass(frozen=True)
 class _Sharding:
@@ -44,28 +41,6 @@ def _sharding(files: Sequence[str], input_context: tf.distribute.InputContext | 
                      input_context.num_replicas_in_sync // pipelines)
 
 
-def wet_token_documents(files: Sequence[str], encoder: lm_batching.DocumentEncoder,
-                        split: partition.Partition, filter_config: FilterConfig,
-                        stats: wet.ReadStats, record_shards: int = 1, record_shard: int = 0,
-                        cycle_length: int = 8,
-                        max_record_bytes: int = wet.DEFAULT_MAX_RECORD_BYTES,
-                        ) -> Iterator[list[int]]:
-    """Token ids (ending in end-of-document) of the kept documents of one pass over files."""
-    for record in wet.interleave_files(files, stats, cycle_length, max_record_bytes):
-        if not split.accepts(record.record_id):
-            continue
-        if not partition.in_record_shard(record.record_id, record_shards, record_shard):
-            continue
-        text, reason = filter_document(record, filter_config)
-        if reason:
-            stats.count_dropped(reason)
-            continue
-        ids = lm_batching.with_eod(encoder.encode_document(text), encoder.eod_id)
-        stats.documents_kept += 1
-        stats.tokens += len(ids)
-        yield ids
-
-
 def _epochs(one_pass, files: list[str], num_epochs: int | None, seed: int | None, what: str):
     """Chains passes over `files` (reshuffled per epoch when `seed` is set); stops with a
     clear error instead of spinning forever when a pass yields nothing."""
@@ -84,7 +59,7 @@ def _epochs(one_pass, files: list[str], num_epochs: int | None, seed: int | None
         epoch += 1
 
 
-def build_training_dataset(files: Sequence[str], encoder: lm_batching.DocumentEncoder, *,
+def build_training_dataset(files: Sequence[str], encoder: DocumentEncoder, *,
                            per_replica_batch_size: int,
                            sequence_length: int = lm_batching.DEFAULT_SEQUENCE_LENGTH,
                            group: int = 0, num_groups: int = 1,
@@ -107,6 +82,7 @@ def build_training_dataset(files: Sequence[str], encoder: lm_batching.DocumentEn
     config = filter_config or FilterConfig()
     sharding = _sharding(files, input_context)
     counters = stats if stats is not None else wet.ReadStats()
+    encoder = as_document_encoder(encoder)
 
     def one_pass(order):
         return wet_token_documents(order, encoder, split, config, counters,
