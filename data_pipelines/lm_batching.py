@@ -20,6 +20,8 @@ import tensorflow as tf
 from data_pipelines.documents import DocumentEncoder, with_eod  # noqa: F401 (re-export)
 
 DEFAULT_SEQUENCE_LENGTH = 32
+# Batches handed over per Python generator call: the call, not the packing, dominated.
+_BATCHES_PER_CALL = 16
 
 
 class _Stream:
@@ -76,11 +78,19 @@ def stateful_lm_dataset(document_source: Callable[[], Iterable[Sequence[int]]], 
     streams of `local_replicas` replicas in round-robin order (see module doc)."""
     rows = per_replica_batch_size * local_replicas
 
-    def windows():
-        yield from pack_streams(document_source(), rows, sequence_length, eod_id)
+    def blocks():
+        block = []
+        for window in pack_streams(document_source(), rows, sequence_length, eod_id):
+            block.append(window)
+            if len(block) == _BATCHES_PER_CALL:
+                yield np.stack(block)
+                block = []
+        if block:
+            yield np.stack(block)
 
     ds = tf.data.Dataset.from_generator(
-        windows, output_signature=tf.TensorSpec([rows, sequence_length + 1], tf.int32))
+        blocks, output_signature=tf.TensorSpec([None, rows, sequence_length + 1], tf.int32))
+    ds = ds.unbatch()
     ds = ds.map(lambda w: tf.reshape(w, [local_replicas, per_replica_batch_size, -1]))
     ds = ds.unbatch()
     return ds.map(lambda w: (w[:, :-1], w[:, 1:])).prefetch(tf.data.AUTOTUNE)
