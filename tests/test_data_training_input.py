@@ -173,3 +173,30 @@ def test_reads_tfrecord_shards(tmp_path):
     assert all(d in docs for d in stream_docs)
     with pytest.raises(FileNotFoundError, match="beam_pipeline"):
         shards.shard_files(prefix, "validation")
+
+
+def test_wet_dataset_under_mirrored_strategy_keeps_replica_streams(wet_files):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    def dataset_fn(ctx):
+        return training_data.build_training_dataset(
+            wet_files, ByteEncoder(), per_replica_batch_size=2, sequence_length=32,
+            input_context=ctx, filter_config=CONFIG, num_epochs=1, validation_fraction=0.0)
+
+    per_replica = [[], []]
+    for x, y in strategy.distribute_datasets_from_function(dataset_fn):
+        for r, (xr, yr) in enumerate(zip(strategy.experimental_local_results(x),
+                                         strategy.experimental_local_results(y))):
+            per_replica[r].append((xr.numpy(), yr.numpy()))
+    expected = set(_kept_documents(wet_files, partition.Partition(validation_fraction=0.0)))
+    found = []
+    for batches in per_replica:
+        inputs = np.stack([b[0] for b in batches])
+        targets = np.stack([b[1] for b in batches])
+        assert inputs.shape[1:] == (2, 32) and len(batches) > 20
+        np.testing.assert_array_equal(targets[:-1, :, -1], inputs[1:, :, 0])
+        streams = [np.concatenate(list(inputs[:, i])).tolist() for i in range(2)]
+        found += _documents_in(streams)
+    # Every whole document in a replica's rows is a kept document, and none is repeated.
+    assert len(found) == len(set(found)) and set(found) <= expected
+    assert len(found) >= len(expected) - 6
