@@ -40,7 +40,8 @@ def test_language_header_decides_when_present(header, kept):
 
 
 @pytest.mark.parametrize("identifier", ["cld2", "langid"])
-@pytest.mark.parametrize("text,english", [(LONG_EN, True), (LONG_DE, False), (LONG_FR, False)])
+@pytest.mark.parametrize("text,english", [(LONG_EN, True), (LONG_DE, False), (LONG_FR, False)],
+                         ids=["en", "de", "fr"])
 def test_identifier_decides_without_header(identifier, text, english):
     config = FilterConfig(language_identifier=identifier, min_paragraph_words=10)
     kept, reason = filter_document(_record(text), config)
