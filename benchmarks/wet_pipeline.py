@@ -128,7 +128,9 @@ def main(argv):
         files = pool.map(_generate, jobs)
     print(f"corpus: {count} files, {sum(map(os.path.getsize, files)) / 2**20:.0f} MB gzipped "
           f"WET ({time.perf_counter() - start:.0f} s to generate or reuse)")
-    print(f"encoder: {'tokenizer.load(' + _VOCAB.value + ')' if _VOCAB.value else 'stand-in word hashing (pass --vocab for the real tokenizer)'}")
+    encoder = (f"tokenizer.load({_VOCAB.value})" if _VOCAB.value
+               else "stand-in word hashing (pass --vocab for the real tokenizer)")
+    print(f"encoder: {encoder}")
     rows = []
     for subset in (files[: max(1, count // 10)], files):
         result = _run_child(subset)

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from data_pipelines.documents import DocumentEncoder, with_eod  # noqa: F401 (re-export)
+from data_pipelines.documents import with_eod
 
 DEFAULT_SEQUENCE_LENGTH = 32
 # Batches handed over per Python generator call: the call, not the packing, dominated.
