@@ -1,6 +1,7 @@
 """The tokenizer is exactly invertible, marks document structure, and rejects bad input."""
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import tokenizer
@@ -50,14 +51,14 @@ def test_hard_cases_round_trip_as_text_and_as_document(tok, text):
     assert tok.decode(tok.encode_document(text)) == text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
 def test_any_unicode_text_round_trips(tok, text):
     assert tok.decode(tok.encode(text)) == text
     assert tok.decode(tok.encode_document(text)) == text
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(alphabet=st.sampled_from(list(" \t\r\n.!?\"'\u2581\u2026xyZ\u00e9")),
                     max_size=60))
 def test_structure_heavy_text_round_trips(tok, text):
@@ -192,16 +193,22 @@ def test_truncated_vocabulary_file(tok, tmp_path):
         tokenizer.load(path)
 
 
-def test_lossy_sentencepiece_model_is_refused(tmp_path):
+@pytest.mark.parametrize("settings, problem", [
+    ({}, "no byte pieces"),  # sentencepiece's defaults: NFKC, dummy prefix, no byte fallback
+    ({"byte_fallback": True, "pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3,
+      "control_symbols": ["<p>", "</p>", "<eod>"]}, "encoding loses text"),
+])
+def test_lossy_sentencepiece_model_is_refused(tmp_path, settings, problem):
     import io
     import sentencepiece as spm
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(stdlib_docstrings(max_chars=50_000))), model_writer=proto,
-        vocab_size=300, minloglevel=2)  # sentencepiece defaults: NFKC, dummy prefix, no bytes
+        vocab_size=400, minloglevel=2, **settings)
     path = tmp_path / "lossy.model"
     path.write_bytes(proto.getvalue())
-    with pytest.raises(tokenizer.VocabularyError, match="cannot be used by this tokenizer"):
+    with pytest.raises(tokenizer.VocabularyError,
+                       match=f"cannot be used by this tokenizer: .*{problem}"):
         tokenizer.load(path)
 
 
