@@ -146,8 +146,10 @@ def main(argv):
               f"{tokens_per_s:,.0f} tokens/s")
         print(f"  pipeline tokens/s / training tokens/s ({_TRAIN_TOKENS.value:,.0f}): "
               f"{tokens_per_s / _TRAIN_TOKENS.value:.1f}x")
-        print(f"  memory: peak RSS {result['peak_rss_mb']:.0f} MB; RSS every 2000 batches: "
-              f"{result['rss_samples_mb']}")
+        samples = result["rss_samples_mb"] or [result["peak_rss_mb"]]
+        print(f"  memory: peak RSS {result['peak_rss_mb']:.0f} MB; RSS sampled every 2000 "
+              f"batches ({len(samples)} samples): first {samples[0]} MB, "
+              f"min {min(samples)} MB, max {max(samples)} MB, last {samples[-1]} MB")
     (small_mb, _, small, _), (big_mb, _, big, _) = rows
     print(f"\ninput grew {big_mb / small_mb:.1f}x; peak RSS grew "
           f"{big['peak_rss_mb'] / small['peak_rss_mb']:.2f}x "
