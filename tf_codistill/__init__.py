@@ -1,23 +1,30 @@
 """tf_codistill: codistillation as a distributed training algorithm on tf.distribute.
 
 The package runs on tf_keras (the Keras 2 API); importing it makes ``tf.keras``
-resolve to tf_keras too when TensorFlow has not been imported yet.
+resolve to tf_keras too when TensorFlow has not been imported yet. The public
+names load lazily, so ``python -m tf_codistill.train`` can set TensorFlow's
+environment before TensorFlow is imported.
 """
 
+import importlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tf_codistill.losses import get_distillation_loss  # noqa: E402
-from tf_codistill.model import CodistillModel  # noqa: E402
-from tf_codistill.strategies import get_strategy  # noqa: E402
-from tf_codistill.teachers import FixedTeacher, InProcessPeers, TeacherSource  # noqa: E402
+_EXPORTS = {
+    "CodistillModel": "tf_codistill.model",
+    "FixedTeacher": "tf_codistill.teachers",
+    "InProcessPeers": "tf_codistill.teachers",
+    "TeacherSource": "tf_codistill.teachers",
+    "CheckpointPeers": "tf_codistill.peers",
+    "get_distillation_loss": "tf_codistill.losses",
+    "get_strategy": "tf_codistill.strategies",
+}
 
-__all__ = [
-    "CodistillModel",
-    "FixedTeacher",
-    "InProcessPeers",
-    "TeacherSource",
-    "get_distillation_loss",
-    "get_strategy",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tf_codistill' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from tf_codistill.tasks.base import Task
 
 TASKS = {
     "clusters": "tf_codistill.tasks.clusters:ClustersTask",
+    "lm": "tf_codistill.tasks.lm:LanguageModelTask",
 }
 
 
