@@ -47,6 +47,7 @@ class DataConfig:
     vocab: str = ""
     seq_len: int = 32
     min_paragraph_words: int = 0  # 0: the data pipeline's documented default
+    validation_fraction: float = 0.01  # held-out share of --train_files when no --eval_files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,6 +76,8 @@ flags.DEFINE_string("vocab", "", "Word-piece vocabulary (tokenizer model file)."
 flags.DEFINE_integer("seq_len", 32, "Tokens per LM batch row.")
 flags.DEFINE_integer("min_paragraph_words", 0, "Long-paragraph filter: paragraphs shorter "
                      "than this are dropped; 0: the data pipeline's default (30).")
+flags.DEFINE_float("validation_fraction", 0.01, "Share of --train_files documents held out "
+                   "for evaluation (by hash of the record id) when --eval_files is empty.")
 # The model.
 flags.DEFINE_integer("vocab_size", 0, "LM vocabulary size; 0: from --vocab.")
 flags.DEFINE_integer("embedding_dim", 256, "LM input embedding size.")
@@ -109,7 +111,8 @@ def config_from_flags() -> config_lib.RunConfig:
         data=config_lib.DataConfig(
             train_files=tuple(FLAGS.train_files), eval_files=tuple(FLAGS.eval_files),
             data_dir=FLAGS.data_dir, vocab=FLAGS.vocab, seq_len=FLAGS.seq_len,
-            min_paragraph_words=FLAGS.min_paragraph_words),
+            min_paragraph_words=FLAGS.min_paragraph_words,
+            validation_fraction=FLAGS.validation_fraction),
         model=config_lib.ModelConfig(
             vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim, units=FLAGS.units,
             num_layers=FLAGS.num_layers, layer_norm=FLAGS.layer_norm,

@@ -102,4 +102,5 @@ class LanguageModelTask(Task):
                 self.config.trainer.batch_size),
             sequence_length=self.config.data.seq_len, group=group, num_groups=num_groups,
             partition_mode=partition_mode, input_context=context, filter_config=filters,
+            validation_fraction=self.config.data.validation_fraction,
             seed=self.config.trainer.seed)

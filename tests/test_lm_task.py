@@ -1,0 +1,79 @@
+"""The LM task end to end: WET files + a trained vocabulary -> stateful LSTM LM groups."""
+
+import dataclasses
+import gzip
+
+import pytest
+
+import tokenizer
+from data_pipelines import synthetic_wet, wet
+from data_pipelines.filters import FilterConfig, filter_document
+from tf_codistill import config as config_lib
+from tf_codistill import demo_data, train_lib
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    files = []
+    for i in range(2):
+        path = str(root / f"part-{i}.wet.gz")
+        synthetic_wet.write_wet_file(path, seed=i, count=60)
+        files.append(path)
+    texts = (record.text for path in files for record in wet.read_wet_file(path, wet.ReadStats()))
+    vocab = tokenizer.train_vocabulary(texts, str(root / "vocab.model"), vocab_size=400)
+    return files, vocab
+
+
+def _config(model_dir, files, vocab, **changes):
+    config = config_lib.RunConfig(
+        task="lm", model_dir=str(model_dir),
+        trainer=config_lib.TrainerConfig(train_steps=6, batch_size=4, steps_per_loop=3,
+                                         eval_steps=2, learning_rate=0.01),
+        data=config_lib.DataConfig(train_files=tuple(files), vocab=vocab, seq_len=8,
+                                   min_paragraph_words=5, validation_fraction=0.2),
+        model=config_lib.ModelConfig(embedding_dim=8, units=16, num_layers=2))
+    return dataclasses.replace(config, **changes)
+
+
+def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
+    files, vocab = corpus
+    metrics = train_lib.run(_config(tmp_path, files, vocab))
+    assert metrics["global_step"] == 6
+    assert metrics["eval_perplexity"] == pytest.approx(2.718281828 ** metrics["eval_loss"],
+                                                       rel=1e-4)
+    assert metrics["eval_perplexity"] < 400  # better than uniform over the vocabulary
+
+
+@pytest.mark.parametrize("data, message", [
+    (dict(train_files=()), "--task=lm needs Common Crawl WET files"),
+    (dict(vocab=""), "--task=lm needs --vocab"),
+    (dict(train_files=("/nonexistent/*.wet.gz",)), "matches no file"),
+    (dict(vocab="/nonexistent/vocab.model"), "--vocab=/nonexistent/vocab.model"),
+])
+def test_missing_inputs_say_what_to_pass(tmp_path, corpus, data, message):
+    files, vocab = corpus
+    config = _config(tmp_path, files, vocab)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, **data))
+    with pytest.raises(config_lib.ConfigError, match=message):
+        train_lib.run(config)
+    assert not (tmp_path / "group_0").exists()
+
+
+def test_python_docs_become_real_english_wet_records(tmp_path):
+    path = str(tmp_path / "docs.wet.gz")
+    written = demo_data.write_python_docs_wet(path)
+    stats = wet.ReadStats()
+    records = list(wet.read_wet_file(path, stats))
+    assert written == len(records) > 100
+    assert not stats.as_dict().get("malformed")
+    kept = [r for r in records
+            if filter_document(r, FilterConfig(min_paragraph_words=10))[1] is None]
+    assert len(kept) > 0.5 * len(records)
+    with gzip.open(path, "rb") as f:
+        assert f.read(10) == b"WARC/1.0\r\n"
+
+
+def test_prose_paragraphs_join_wrapped_lines_and_drop_code():
+    text = "A wrapped\nsentence here.\n\n   indented code\n\n>>> print(1)\n\nLast one."
+    assert demo_data.prose_paragraphs(text) == ["A wrapped sentence here.", "Last one."]
