@@ -16,11 +16,11 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tf_codistill.model import CodistillModel  # noqa: E402
+from tf_codistill.tasks import clusters  # noqa: E402
 from tf_codistill.teachers import InProcessPeers  # noqa: E402
 
 
@@ -41,32 +41,16 @@ class QuickstartConfig:
 
 
 def make_data(config: QuickstartConfig):
-    """Gaussian clusters with a fraction of training labels flipped at random.
-
-    Noisy labels are where a peer's soft predictions help: the distillation term
-    pulls each copy away from memorizing the flipped labels.
-    """
-    rng = np.random.RandomState(config.seed)
-    centers = rng.randn(config.num_classes, config.num_features) * 1.2
-
-    def sample(n, noise):
-        labels = rng.randint(0, config.num_classes, size=n)
-        features = centers[labels] + rng.randn(n, config.num_features)
-        flip = rng.rand(n) < noise
-        labels = np.where(flip, rng.randint(0, config.num_classes, size=n), labels)
-        return features.astype("float32"), labels.astype("int32")
-
-    return sample(config.train_examples, config.label_noise), sample(config.eval_examples, 0.0)
+    """Gaussian clusters, training labels flipped at random (see tasks/clusters.py)."""
+    return clusters.make_data(clusters.ClustersData(
+        num_classes=config.num_classes, num_features=config.num_features,
+        train_examples=config.train_examples, eval_examples=config.eval_examples,
+        label_noise=config.label_noise, seed=config.seed))
 
 
 def make_mlp(config: QuickstartConfig, seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.layers.Dense(config.hidden_units, activation="relu",
-                           input_shape=(config.num_features,)),
-        keras.layers.Dense(config.hidden_units, activation="relu"),
-        keras.layers.Dense(config.num_classes),
-    ])
+    return clusters.make_mlp(config.num_features, config.num_classes,
+                             (config.hidden_units, config.hidden_units), seed)
 
 
 def train(config: QuickstartConfig, codistill: bool) -> dict[str, float]:
