@@ -15,6 +15,11 @@ def _wait_for_snapshot(peers, step):
     return peers.swap_in_new_weights(step)
 
 
+def _build(peers):
+    for copy in peers.frozen_models:
+        copy(tiny.classification_data(2)[0])
+
+
 def test_a_peer_without_a_checkpoint_contributes_nothing(tmp_path):
     peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
                             poll_interval_s=60)
@@ -52,12 +57,32 @@ def test_published_weights_become_the_frozen_teacher(tmp_path):
         peers.close()
 
 
+def test_a_snapshot_waits_until_the_copy_is_built_by_its_first_forward_pass(tmp_path):
+    def unbuilt():
+        keras.utils.set_random_seed(3)
+        return keras.Sequential([keras.layers.Dense(8, activation="tanh"),
+                                 keras.layers.Dense(3)])
+
+    source = tiny.classifier(7)
+    exchange.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
+    peers = CheckpointPeers([str(tmp_path / "peer")], unbuilt, poll_interval_s=60)
+    try:
+        assert _wait_for_snapshot(peers, step=40) == 0
+        _build(peers)
+        assert peers.swap_in_new_weights(41) == 1
+        for mine, theirs in zip(peers.frozen_models[0].get_weights(), source.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    finally:
+        peers.close()
+
+
 def test_a_peer_of_another_architecture_is_named(tmp_path):
     exchange.PeerPublisher(str(tmp_path / "peer")).publish(
         10, named_weights(tiny.classifier(7, width=5)))
     peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
                             poll_interval_s=60)
     try:
+        _build(peers)
         with pytest.raises(ValueError, match=r"000/kernel: peer shape \(4, 5\) vs expected"):
             _wait_for_snapshot(peers, step=10)
     finally:

@@ -38,6 +38,24 @@ def exchanged_names(model: keras.Model) -> list[str]:
             for index, variable in enumerate(exchanged_variables(model))]
 
 
+TEACHER_COMPUTE_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+                          "float16": "mixed_float16", "int8": "mixed_bfloat16"}
+
+
+def build_teacher_copy(build_model: Callable[[], keras.Model], precision: str) -> keras.Model:
+    """Builds a copy whose forward pass runs at the teacher precision.
+
+    Variables stay float32 (Keras mixed precision); 16-bit compute is where a
+    cheaper teacher pays off, since the paper finds teachers need no precision.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(TEACHER_COMPUTE_POLICY[precision])
+    try:
+        return build_model()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     return [(name, variable.numpy()) for name, variable
             in zip(exchanged_names(model), exchanged_variables(model))]
@@ -69,7 +87,7 @@ class CheckpointPeers(TeacherSource):
                            for i in range(len(self._copies))]
         self._poller = exchange.PeerPoller(self.peer_directories, poll_interval_s,
                                            staleness_warning_s)
-        self._expected = None
+        self._pending: dict[int, exchange.PeerSnapshot] = {}
         self.peer_steps: dict[int, int] = {}
         self.max_staleness_steps = 0
         self.swaps = 0
@@ -86,15 +104,21 @@ class CheckpointPeers(TeacherSource):
         return [_ReloadCallback(self)]
 
     def swap_in_new_weights(self, own_step: int) -> int:
-        """Assigns every newer peer snapshot to its copy; returns how many."""
-        snapshots = self._poller.take_new()
-        for index, snapshot in sorted(snapshots.items()):
+        """Assigns every newer peer snapshot to its copy; returns how many.
+
+        A copy is built by its first forward pass; snapshots that arrive before
+        that wait for the next swap.
+        """
+        self._pending.update(self._poller.take_new())
+        ready = [i for i in sorted(self._pending) if self._copies[i].built]
+        for index in ready:
+            snapshot = self._pending.pop(index)
             self._assign(index, snapshot)
             self.peer_steps[index] = snapshot.step
             self.swaps += 1
         for step in self.peer_steps.values():
             self.max_staleness_steps = max(self.max_staleness_steps, own_step - step)
-        return len(snapshots)
+        return len(ready)
 
     def stats(self) -> dict:
         poller = self._poller.stats()
@@ -109,10 +133,8 @@ class CheckpointPeers(TeacherSource):
 
     def _assign(self, index, snapshot):
         copy = self._copies[index]
-        if self._expected is None:
-            self._expected = [(n, v.shape) for n, v in
-                              zip(exchanged_names(copy), exchanged_variables(copy))]
-        exchange.check_compatible(snapshot, self._expected)
+        expected = [(n, v.shape) for n, v in zip(exchanged_names(copy), exchanged_variables(copy))]
+        exchange.check_compatible(snapshot, expected)
         for variable, value in zip(exchanged_variables(copy), snapshot.weights):
             variable.assign(value.astype(variable.dtype.as_numpy_dtype))
         self._available[index].assign(1.0)

@@ -62,7 +62,8 @@ flags.DEFINE_integer("reload_interval", 50, "Steps between reloads of peer check
                      "(and between publishes of this group's weights).")
 flags.DEFINE_enum("topology", "all_to_all", TOPOLOGIES, "Which peers each group reads.")
 flags.DEFINE_enum("teacher_precision", "float32", config_lib.PRECISIONS,
-                  "Precision of the published teacher weights.")
+                  "Precision of the published teacher weights and of the teacher copies' "
+                  "forward pass (int8 weights compute in bfloat16).")
 flags.DEFINE_enum("partition", "disjoint", config_lib.PARTITIONS,
                   "Groups read disjoint partitions of the data, or the same data.")
 flags.DEFINE_float("staleness_warning_s", 600.0, "Warn when a peer published nothing new "

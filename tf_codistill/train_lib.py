@@ -19,7 +19,8 @@ from absl import logging
 from tf_codistill import config as config_lib
 from tf_codistill import exchange
 from tf_codistill.model import CodistillModel
-from tf_codistill.peers import BackgroundPublisher, CheckpointPeers, PublishCallback
+from tf_codistill.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
+                                build_teacher_copy)
 from tf_codistill.strategies import get_strategy
 from tf_codistill.tasks import get_task
 from tf_codistill.topology import peers_of
@@ -125,7 +126,10 @@ def _checkpoint_peers(config, task, per_replica_batch):
         return None
     directories = [os.path.join(config_lib.group_dir(config.model_dir, g), PUBLISHED)
                    for g in groups]
-    return CheckpointPeers(directories, lambda: task.build_model(per_replica_batch),
+    precision = config.codistill.teacher_precision
+    return CheckpointPeers(directories,
+                           lambda: build_teacher_copy(lambda: task.build_model(per_replica_batch),
+                                                      precision),
                            reload_interval=config.codistill.reload_interval,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
                            staleness_warning_s=config.codistill.staleness_warning_s)

@@ -92,9 +92,11 @@ class StatefulLanguageModel(keras.Model):
     def call(self, tokens, training=None):
         x = self.embedding(tokens)
         for layer, (h, c) in zip(self.rnn_layers, self.states):
-            x, h_last, c_last = layer(x, initial_state=[h, c], training=training)
-            h.assign(h_last)
-            c.assign(c_last)
+            # The state stays float32; a mixed-precision copy computes in its own dtype.
+            initial = [tf.cast(h, x.dtype), tf.cast(c, x.dtype)]
+            x, h_last, c_last = layer(x, initial_state=initial, training=training)
+            h.assign(tf.cast(h_last, h.dtype))
+            c.assign(tf.cast(c_last, c.dtype))
         return self.logits(x)
 
     @property
