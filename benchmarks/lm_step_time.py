@@ -50,6 +50,12 @@ def plain():
     return model
 
 
+def wrapper_only():
+    model = CodistillModel(build_lm(), None)
+    model.compile(keras.optimizers.Adam())
+    return model
+
+
 def codistilled(peer_dir, precision):
     peers = CheckpointPeers([peer_dir], lambda: build_teacher_copy(build_lm, precision),
                             poll_interval_s=3600)
@@ -75,7 +81,7 @@ def main(argv):
     y = tf.constant(rng.randint(0, FLAGS.vocab_size, (FLAGS.batch_size, FLAGS.seq_len)), tf.int32)
     peer = build_lm()
     peer(x)
-    models = {"plain tf_keras LM": plain()}
+    models = {"plain tf_keras LM": plain(), "codistill wrapper, no teacher": wrapper_only()}
     with tempfile.TemporaryDirectory() as root:
         for precision in FLAGS.precisions:
             directory = os.path.join(root, precision)

@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
@@ -169,10 +170,11 @@ def _train(config, task, strategy, model, manager, chief, start_step, steps_per_
         publisher = BackgroundPublisher(exchange.PeerPublisher(
             os.path.join(config.group_dir, PUBLISHED),
             precision=config.codistill.teacher_precision))
+    step_timer = StepTimer()
     progress = ProgressLogger(config.group, task.units_per_row * config.trainer.batch_size,
                               task.throughput_unit, model.teacher)
     callbacks = [PublishCallback(publisher, model.student, config.codistill.reload_interval),
-                 _CheckpointEveryLoop(manager), progress]
+                 _CheckpointEveryLoop(manager), progress, step_timer]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(config.group_dir, "logs"), update_freq=steps_per_loop))
@@ -184,7 +186,9 @@ def _train(config, task, strategy, model, manager, chief, start_step, steps_per_
     finally:
         if publisher is not None:
             publisher.close()
-    return {k: v[-1] for k, v in history.history.items()}, time.perf_counter() - start
+    logs = {k: v[-1] for k, v in history.history.items()}
+    logs.update(step_timer.summary())
+    return logs, time.perf_counter() - start
 
 
 def _evaluate(config, task, strategy, model):
@@ -205,6 +209,8 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
         "distill_loss": train_logs.get("distill_loss"),
         "eval_loss": eval_logs.get("loss"),
         "train_seconds": seconds,
+        "step_time_median_s": train_logs.get("step_time_median_s"),
+        "step_time_p95_s": train_logs.get("step_time_p95_s"),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
         "peer_bytes_read": 0,
@@ -237,6 +243,30 @@ class _CheckpointEveryLoop(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._manager.save(checkpoint_number=self.model.optimizer.iterations)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time from one step's start to the next, callbacks (reloads, publishes) included."""
+
+    def __init__(self):
+        super().__init__()
+        self._last = None
+        self.seconds: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds.append(now - self._last)
+        self._last = now
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last = None  # checkpoint saves between loops are not step time
+
+    def summary(self) -> dict:
+        if not self.seconds:
+            return {}
+        return {"step_time_median_s": float(np.median(self.seconds)),
+                "step_time_p95_s": float(np.percentile(self.seconds, 95))}
 
 
 class ProgressLogger(keras.callbacks.Callback):
