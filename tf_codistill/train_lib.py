@@ -171,8 +171,10 @@ def _train(config, task, strategy, model, manager, chief, start_step, steps_per_
             os.path.join(config.group_dir, PUBLISHED),
             precision=config.codistill.teacher_precision))
     step_timer = StepTimer()
+    writer = (tf.summary.create_file_writer(os.path.join(config.group_dir, "logs", "codistill"))
+              if chief else None)
     progress = ProgressLogger(config.group, task.units_per_row * config.trainer.batch_size,
-                              task.throughput_unit, model.teacher)
+                              task.throughput_unit, model.teacher, writer)
     callbacks = [PublishCallback(publisher, model.student, config.codistill.reload_interval),
                  _CheckpointEveryLoop(manager), progress, step_timer]
     if chief:
@@ -272,12 +274,13 @@ class StepTimer(keras.callbacks.Callback):
 class ProgressLogger(keras.callbacks.Callback):
     """One line per loop: step, losses, tokens (or examples) per second, staleness."""
 
-    def __init__(self, group, units_per_step, unit, teacher):
+    def __init__(self, group, units_per_step, unit, teacher, writer=None):
         super().__init__()
         self._group = group
         self._units_per_step = units_per_step
         self._unit = unit
         self._teacher = teacher
+        self._writer = writer
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -294,6 +297,21 @@ class ProgressLogger(keras.callbacks.Callback):
         if staleness is not None:
             line += f" teacher staleness {staleness} steps"
         print(line, flush=True)
+        if self._writer is not None:
+            self._write_scalars(step, steps * self._units_per_step / seconds)
+
+    def _write_scalars(self, step, throughput):
+        """What Keras' TensorBoard callback does not log: throughput and teacher state."""
+        scalars = {f"{self._unit}_per_second": throughput}
+        if hasattr(self._teacher, "stats"):
+            stats = self._teacher.stats()
+            scalars.update(teacher_reloads=stats["teacher_reloads"],
+                           teacher_staleness_steps=stats["teacher_staleness_steps"],
+                           peer_bytes_read=stats["peer_bytes_read"])
+        with self._writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        self._writer.flush()
 
 
 def summary_table(metrics_by_group: list[dict]) -> str:
