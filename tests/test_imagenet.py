@@ -8,7 +8,8 @@ import tf_keras as keras
 import tf_codistill as tc
 from data_pipelines import imagenet
 from tf_codistill import schedules
-from tf_codistill.models.resnet import build_image_model, build_resnet50, build_small_resnet
+from tf_codistill.models.resnet import (build_image_model, build_resnet50, build_small_resnet,
+                                        imagenet_metrics)
 
 NUM_CLASSES = 4
 SIZE = 32
@@ -108,7 +109,7 @@ def test_codistilled_resnets_train_under_mirrored_strategy(imagenet_dir, mirrore
     with mirrored_strategy.scope():
         model = tc.CodistillModel(make(1), tc.InProcessPeers([make(2)]), burn_in_steps=2)
         model.compile(keras.optimizers.SGD(schedule, momentum=0.9),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1")])
+                      metrics=imagenet_metrics())
     history = model.fit(keras.utils.experimental.DatasetCreator(dataset_fn), epochs=1,
                         steps_per_epoch=4, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 4

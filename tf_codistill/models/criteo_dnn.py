@@ -84,3 +84,9 @@ def build_criteo_dnn(hidden_units: Sequence[int] = PAPER_HIDDEN_UNITS, *,
         keras.initializers.GlorotUniform(seed=next_seed())))(x)
     return keras.Model({INTEGER_KEY: integers, CATEGORICAL_KEY: categorical}, logit,
                        name=name)
+
+
+def criteo_metrics() -> list[keras.metrics.Metric]:
+    """The paper's Criteo metrics on logits: log loss and AUC."""
+    return [keras.metrics.BinaryCrossentropy(from_logits=True, name="log_loss"),
+            keras.metrics.AUC(from_logits=True, name="auc")]

@@ -94,3 +94,8 @@ def build_image_model(name: str, num_classes: int, image_size: int, seed: int | 
         raise ValueError(f"image_model={name!r} is not known; choose one of "
                          f"{sorted(IMAGE_MODELS)} (small_resnet is for CPU tests).")
     return IMAGE_MODELS[name](num_classes, image_size, seed, weight_decay=weight_decay)
+
+
+def imagenet_metrics() -> list[keras.metrics.Metric]:
+    """Top-1 accuracy (the arg max of logits is that of probabilities)."""
+    return [keras.metrics.SparseCategoricalAccuracy(name="top1")]
