@@ -88,7 +88,8 @@ def criteo_dataset(file_patterns: str | Sequence[str], batch_size: int, *,
     """Batches of (features, label) from Criteo-format TSV files.
 
     Args:
-      file_patterns: glob(s) of TSV files (plain text; ``.gz`` is read as GZIP).
+      file_patterns: glob(s) of TSV files, a list or a comma-separated string
+        (plain text; ``.gz`` is read as GZIP).
       batch_size: the global batch; with ``input_context`` each pipeline makes
         its per-replica share.
       strict: raise ``tf.errors.InvalidArgumentError`` on the first malformed
@@ -160,7 +161,9 @@ def parse_lines(lines) -> tuple[dict, tf.Tensor, tf.Tensor]:
 
 
 def _list_files(file_patterns):
-    patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
+    if isinstance(file_patterns, str):
+        file_patterns = file_patterns.split(",")  # a comma list, as flags give it
+    patterns = [pattern for pattern in file_patterns if pattern]
     if not patterns:
         raise ValueError("No Criteo files given: pass train/eval file patterns "
                          "(e.g. --train_files=/data/criteo/train-*.tsv).")

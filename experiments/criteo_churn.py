@@ -48,7 +48,7 @@ METHODS = ("single DNN", "ensemble of two DNNs", "two-way codistilled DNN")
 class ChurnConfig:
     train_rows: int = 200_000
     eval_rows: int = 50_000
-    repeats: int = 3
+    repeats: int = 5
     hidden_units: tuple[int, ...] = (256, 128, 64)
     hash_buckets: int = 10_000
     embedding_dim: int = 8

@@ -96,7 +96,8 @@ def test_input_pipelines_read_disjoint_shares_of_the_lines(tmp_path, num_files):
     shares = []
     for pipeline in range(2):
         context = tf.distribute.InputContext(2, pipeline, num_replicas_in_sync=2)
-        features, _ = _rows(criteo.criteo_dataset(paths, 4, input_context=context))
+        patterns = ",".join(paths)  # a comma list, as a flag gives it
+        features, _ = _rows(criteo.criteo_dataset(patterns, 4, input_context=context))
         shares.append(set(features["categorical"][:, 0].tolist()))
     assert not shares[0] & shares[1]
     assert len(shares[0] | shares[1]) == 6 * num_files
