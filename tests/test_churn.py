@@ -93,8 +93,11 @@ def test_the_table_1_experiment_runs_end_to_end_on_tiny_data(tmp_path):
         embedding_dim=2, batch_size=200, burn_in_steps=1, data_dir=str(tmp_path))
     results = criteo_churn.run(config, log=lambda _: None)
     assert set(results["summary"]) == set(criteo_churn.METHODS)
-    for figures in results["repeats"][0].values():
-        assert 0.0 < figures["churn"] < 1.0 and 0.0 < figures["log_loss"] < 5.0
+    repeat = results["repeats"][0]
+    for method in criteo_churn.METHODS:
+        assert 0.0 < repeat[method]["churn"] < 1.0 and 0.0 < repeat[method]["log_loss"] < 5.0
+    singles = repeat["single DNN log losses"]
+    assert repeat["single DNN"]["log_loss"] == pytest.approx((singles[0] + singles[2]) / 2)
     ensemble = results["repeats"][0]["ensemble of two DNNs"]["churn"]
     assert results["summary"]["ensemble of two DNNs"]["churn"] == (ensemble, 0.0)
     table = criteo_churn.format_table(results)

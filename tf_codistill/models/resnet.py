@@ -16,7 +16,8 @@ def build_resnet50(num_classes: int = 1000, image_size: int = 224, seed: int | N
                    *, weight_decay: float = 1e-4, name: str = "resnet50") -> keras.Model:
     """ResNet-50 v1 from ``tf_keras.applications``, randomly initialized, logits out.
 
-    ``image_size`` must be at least 32 (five stride-2 stages).
+    ``image_size`` must be at least 32 (five stride-2 stages). Keras Applications
+    take no initializer seeds, so ``seed`` sets the global random seeds.
     """
     _check(num_classes, image_size, weight_decay, minimum_size=32)
     if seed is not None:
@@ -32,7 +33,10 @@ def build_resnet50(num_classes: int = 1000, image_size: int = 224, seed: int | N
 def build_small_resnet(num_classes: int, image_size: int = 32, seed: int | None = None,
                        *, width: int = 8, blocks_per_stage: int = 1,
                        weight_decay: float = 1e-4, name: str = "small_resnet") -> keras.Model:
-    """A three-stage residual network of the same kind, small enough for CPU tests."""
+    """A three-stage residual network of the same kind, small enough for CPU tests.
+
+    ``seed`` sets the global random seeds, as for ``build_resnet50``.
+    """
     _check(num_classes, image_size, weight_decay, minimum_size=8)
     if seed is not None:
         keras.utils.set_random_seed(seed)
