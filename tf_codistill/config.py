@@ -35,8 +35,11 @@ class ModelConfig:
     num_layers: int = 2
     layer_norm: bool = True
     hidden_units: tuple[int, ...] = ()
+    hash_buckets: int = 100_000
+    image_model: str = "resnet50"
     image_size: int = 224
     num_classes: int = 1000
+    weight_decay: float = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,7 @@ class TrainerConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    momentum: float = 0.9
     warmup_steps: int = 0
     lr_decay_boundaries: tuple[int, ...] = ()
     steps_per_loop: int = 50

@@ -27,7 +27,9 @@ from tf_codistill.topology import TOPOLOGIES  # noqa: E402
 FLAGS = flags.FLAGS
 
 # The run.
-flags.DEFINE_string("task", "lm", "Set-up to train: lm, criteo, imagenet or clusters.")
+flags.DEFINE_enum("task", "lm", ["lm", "criteo", "imagenet", "clusters"],
+                  "Set-up to train: the paper's LM, Criteo or ImageNet, or the tiny clusters "
+                  "task used by tests.")
 flags.DEFINE_string("model_dir", None, "Directory holding everything the run makes; rerun "
                     "the same command to resume.")
 flags.DEFINE_integer("num_groups", 1, "Groups (model copies) that codistill.")
@@ -46,6 +48,7 @@ flags.DEFINE_integer("train_steps", 1000, "Optimizer steps per group.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size of one group.")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate.")
 flags.DEFINE_enum("optimizer", "adam", config_lib.OPTIMIZERS, "Optimizer.")
+flags.DEFINE_float("momentum", 0.9, "Momentum of --optimizer=momentum.")
 flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
 flags.DEFINE_list("lr_decay_boundaries", [], "Steps at which the learning rate drops x0.1.")
 flags.DEFINE_integer("steps_per_loop", 50, "Steps between checkpoints and progress lines.")
@@ -72,7 +75,7 @@ flags.DEFINE_float("staleness_warning_s", 600.0, "Warn when a peer published not
 flags.DEFINE_list("train_files", [], "Training files (globs allowed).")
 flags.DEFINE_list("eval_files", [], "Held-out files; empty: a held-out partition of "
                   "--train_files.")
-flags.DEFINE_string("data_dir", "", "Data directory (ImageNet TFRecords).")
+flags.DEFINE_string("data_dir", "", "ImageNet TFRecords (train-*-of-*, validation-*-of-*).")
 flags.DEFINE_string("vocab", "", "Word-piece vocabulary (tokenizer model file).")
 flags.DEFINE_integer("seq_len", 32, "Tokens per LM batch row.")
 flags.DEFINE_integer("min_paragraph_words", 0, "Long-paragraph filter: paragraphs shorter "
@@ -86,8 +89,12 @@ flags.DEFINE_integer("units", 1024, "LSTM units per layer.")
 flags.DEFINE_integer("num_layers", 2, "LSTM layers.")
 flags.DEFINE_bool("layer_norm", True, "Layer-normalized LSTM cells.")
 flags.DEFINE_list("hidden_units", [], "Widths of a DNN's hidden layers.")
+flags.DEFINE_integer("hash_buckets", 100_000, "Criteo: hash buckets per categorical feature.")
+flags.DEFINE_enum("image_model", "resnet50", ["resnet50", "small_resnet"],
+                  "ImageNet classifier (small_resnet is for CPU tests).")
 flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
 flags.DEFINE_integer("num_classes", 1000, "Classes of a classifier.")
+flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay of the image models' kernels.")
 
 
 def config_from_flags() -> config_lib.RunConfig:
@@ -99,6 +106,7 @@ def config_from_flags() -> config_lib.RunConfig:
         trainer=config_lib.TrainerConfig(
             train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
             learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
+            momentum=FLAGS.momentum,
             warmup_steps=FLAGS.warmup_steps,
             lr_decay_boundaries=tuple(int(b) for b in FLAGS.lr_decay_boundaries),
             steps_per_loop=FLAGS.steps_per_loop, eval_steps=FLAGS.eval_steps,
@@ -118,7 +126,9 @@ def config_from_flags() -> config_lib.RunConfig:
             vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim, units=FLAGS.units,
             num_layers=FLAGS.num_layers, layer_norm=FLAGS.layer_norm,
             hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
-            image_size=FLAGS.image_size, num_classes=FLAGS.num_classes))
+            hash_buckets=FLAGS.hash_buckets, image_model=FLAGS.image_model,
+            image_size=FLAGS.image_size, num_classes=FLAGS.num_classes,
+            weight_decay=FLAGS.weight_decay))
 
 
 def with_demo_data(config, argv):

@@ -50,7 +50,8 @@ def run(config: config_lib.RunConfig) -> dict:
             distill_weight=config.codistill.distill_weight,
             temperature=config.codistill.temperature,
             burn_in_steps=config.codistill.burn_in_steps)
-        model.compile(make_optimizer(config.trainer), metrics=task.metrics())
+        model.compile(make_optimizer(config.trainer, task.learning_rate()),
+                      metrics=task.metrics())
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(
         checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
@@ -78,14 +79,14 @@ def run(config: config_lib.RunConfig) -> dict:
     return metrics
 
 
-def make_optimizer(trainer: config_lib.TrainerConfig) -> keras.optimizers.Optimizer:
-    rate = trainer.learning_rate
+def make_optimizer(trainer: config_lib.TrainerConfig, rate) -> keras.optimizers.Optimizer:
+    """The optimizer named by --optimizer at ``rate`` (a float or a schedule)."""
     if trainer.optimizer == "adam":
         return keras.optimizers.Adam(rate)
     if trainer.optimizer == "adagrad":
         return keras.optimizers.Adagrad(rate)
     if trainer.optimizer == "momentum":
-        return keras.optimizers.SGD(rate, momentum=0.9)
+        return keras.optimizers.SGD(rate, momentum=trainer.momentum)
     return keras.optimizers.SGD(rate)
 
 

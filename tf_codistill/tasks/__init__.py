@@ -9,6 +9,8 @@ from tf_codistill.tasks.base import Task
 
 TASKS = {
     "clusters": "tf_codistill.tasks.clusters:ClustersTask",
+    "criteo": "tf_codistill.tasks.criteo:CriteoTask",
+    "imagenet": "tf_codistill.tasks.imagenet:ImageNetTask",
     "lm": "tf_codistill.tasks.lm:LanguageModelTask",
 }
 

@@ -33,6 +33,10 @@ class Task:
     def metrics(self) -> list:
         return []
 
+    def learning_rate(self):
+        """A float or a LearningRateSchedule; the trainer's rate by default."""
+        return self.config.trainer.learning_rate
+
     def summarize_eval(self, logs: dict) -> dict:
         """Adds derived figures (e.g. perplexity) to the evaluation logs."""
         return dict(logs)
@@ -43,3 +47,19 @@ class Task:
     def units_per_row(self) -> int:
         """Throughput units (examples, or tokens for an LM) in one row of a batch."""
         return 1
+
+
+def group_input_context(config: RunConfig, context: tf.distribute.InputContext
+                        ) -> tf.distribute.InputContext:
+    """This worker's shard of this group's partition, as one more level of sharding.
+
+    With a disjoint partition, group k of N reads pipeline shards k*P .. k*P+P-1
+    of N*P; with the same data, every group reads all P shards.
+    """
+    if config.codistill.partition == "same" or config.num_groups == 1:
+        return context
+    pipelines = context.num_input_pipelines
+    return tf.distribute.InputContext(
+        num_input_pipelines=pipelines * config.num_groups,
+        input_pipeline_id=config.group * pipelines + context.input_pipeline_id,
+        num_replicas_in_sync=context.num_replicas_in_sync)

@@ -1,0 +1,54 @@
+"""The paper's Criteo click-through set-up: hashed categoricals, a ReLU DNN, logistic output."""
+
+from __future__ import annotations
+
+from data_pipelines.criteo import CriteoStats, criteo_dataset
+from tf_codistill.config import ConfigError
+from tf_codistill.models.criteo_dnn import PAPER_HIDDEN_UNITS, build_criteo_dnn, criteo_metrics
+from tf_codistill.tasks.base import Task, group_input_context
+from tf_codistill.tasks.lm import expand_files
+
+
+class CriteoTask(Task):
+    """Groups read disjoint shards of the TSV lines; evaluation reads --eval_files."""
+
+    output_kind = "sigmoid"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.stats = CriteoStats()
+
+    def check_inputs(self):
+        data = self.config.data
+        if not data.train_files or not data.eval_files:
+            raise ConfigError("--task=criteo needs --train_files and --eval_files: tab-separated "
+                              "Criteo Display Ad Challenge files (label, 13 integer and 26 "
+                              "categorical features), e.g. train.txt split by line.")
+        expand_files(data.train_files, "train_files")
+        expand_files(data.eval_files, "eval_files")
+
+    def build_model(self, per_replica_batch):
+        model = self.config.model
+        return build_criteo_dnn(model.hidden_units or PAPER_HIDDEN_UNITS,
+                                hash_buckets=model.hash_buckets,
+                                embedding_dim=model.embedding_dim,
+                                seed=self.config.trainer.seed * 1000 + self.config.group)
+
+    def train_dataset(self, context):
+        return criteo_dataset(list(self.config.data.train_files), self.config.trainer.batch_size,
+                              stats=self.stats, shuffle=True,
+                              seed=self.config.trainer.seed + self.config.group,
+                              num_epochs=None, drop_remainder=True,
+                              input_context=group_input_context(self.config, context))
+
+    def eval_dataset(self, context):
+        return criteo_dataset(list(self.config.data.eval_files), self.config.trainer.batch_size,
+                              stats=self.stats, drop_remainder=True, input_context=context)
+
+    def metrics(self):
+        return criteo_metrics()
+
+    def summarize_eval(self, logs):
+        summary = dict(logs)
+        summary["skipped_lines"] = self.stats.as_dict()
+        return summary
