@@ -125,6 +125,11 @@ def check_choices(config: RunConfig) -> None:
     for name, value in positive:
         if value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}.")
+    loop = min(config.trainer.steps_per_loop, config.trainer.train_steps)
+    if config.trainer.train_steps % loop:
+        raise ConfigError(f"--train_steps={config.trainer.train_steps} is not a multiple of "
+                          f"--steps_per_loop={loop}; checkpoints are written every loop, so "
+                          "pass a multiple.")
     if not 0 <= config.group < config.num_groups:
         raise ConfigError(f"--group={config.group} is out of range: with "
                           f"--num_groups={config.num_groups}, pass a group between 0 and "

@@ -39,8 +39,31 @@ def run(config: config_lib.RunConfig) -> dict:
     chief = is_chief(strategy)
     if chief:
         config_lib.write_or_check(config)
+    model, peers = _build(config, task, strategy)
+    try:
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        manager = tf.train.CheckpointManager(
+            checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
+            max_to_keep=3)
+        start_step = _restore(manager, checkpoint, config)
+        finished = _finished_metrics(config, start_step)
+        if finished is not None:
+            return finished
+        train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
+        eval_logs = _evaluate(config, task, strategy, model)
+    finally:
+        if peers is not None:
+            peers.close()
+    metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
+    _export(config, model, chief)
+    if chief:
+        _write_json(_metrics_path(config), metrics)
+    return metrics
+
+
+def _build(config, task, strategy):
+    """The CodistillModel (student + checkpoint peers), compiled, in the strategy's scope."""
     per_replica_batch = _per_replica_batch(config, strategy)
-    steps_per_loop = _steps_per_loop(config)
     with strategy.scope():
         student = task.build_model(per_replica_batch)
         peers = _checkpoint_peers(config, task, per_replica_batch)
@@ -52,31 +75,22 @@ def run(config: config_lib.RunConfig) -> dict:
             burn_in_steps=config.codistill.burn_in_steps)
         model.compile(make_optimizer(config.trainer, task.learning_rate()),
                       metrics=task.metrics())
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager = tf.train.CheckpointManager(
-        checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
-        max_to_keep=3)
-    start_step = _restore(manager, checkpoint, config)
-    metrics_path = os.path.join(config.group_dir, "metrics.json")
-    if start_step >= config.trainer.train_steps and tf.io.gfile.exists(metrics_path):
-        print(f"group {config.group}: already finished at step {start_step}; "
-              f"metrics in {metrics_path}", flush=True)
-        if peers is not None:
-            peers.close()
-        with tf.io.gfile.GFile(metrics_path) as f:
-            return json.load(f)
-    try:
-        train_logs, seconds = _train(config, task, strategy, model, manager, chief,
-                                     start_step, steps_per_loop)
-        eval_logs = _evaluate(config, task, strategy, model)
-    finally:
-        if peers is not None:
-            peers.close()
-    metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
-    _export(config, model, chief)
-    if chief:
-        _write_json(metrics_path, metrics)
-    return metrics
+    return model, peers
+
+
+def _metrics_path(config):
+    return os.path.join(config.group_dir, "metrics.json")
+
+
+def _finished_metrics(config, start_step):
+    """The saved metrics of a group that already trained all its steps, else None."""
+    path = _metrics_path(config)
+    if start_step < config.trainer.train_steps or not tf.io.gfile.exists(path):
+        return None
+    print(f"group {config.group}: already finished at step {start_step}; metrics in {path}",
+          flush=True)
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 def make_optimizer(trainer: config_lib.TrainerConfig, rate) -> keras.optimizers.Optimizer:
@@ -114,12 +128,8 @@ def _per_replica_batch(config, strategy):
 
 
 def _steps_per_loop(config):
-    steps = min(config.trainer.steps_per_loop, config.trainer.train_steps)
-    if config.trainer.train_steps % steps:
-        raise config_lib.ConfigError(f"--train_steps={config.trainer.train_steps} is not a multiple of "
-                         f"--steps_per_loop={steps}; checkpoints are written every loop, so "
-                         "pass a multiple.")
-    return steps
+    """Steps between checkpoints; check_choices made sure it divides train_steps."""
+    return min(config.trainer.steps_per_loop, config.trainer.train_steps)
 
 
 def _checkpoint_peers(config, task, per_replica_batch):
@@ -161,8 +171,9 @@ def _restore(manager, checkpoint, config):
     return step
 
 
-def _train(config, task, strategy, model, manager, chief, start_step, steps_per_loop):
+def _train(config, task, strategy, model, manager, chief, start_step):
     total = config.trainer.train_steps
+    steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
     dataset = strategy.distribute_datasets_from_function(task.train_dataset)
