@@ -62,7 +62,7 @@ def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--num_groups=2", "--group=5"], "--group=5 is out of range"),
-    (["--task=speech"], "--task='speech' is not known"),
+    (["--task=speech"], "--task=speech: value should be one of"),
     (["--topology=pair", "--num_groups=3", "--group=0"], "even num_groups"),
     (["--train_steps=15", "--steps_per_loop=10"], "not a multiple of --steps_per_loop"),
     (["--distill_loss=hinge"], "--distill_loss"),
