@@ -179,6 +179,13 @@ def test_republished_step_replaces_its_entry(tmp_path):
                                   _named_weights(2, seed=7)[1][1])
 
 
+def test_a_writer_resumed_at_an_earlier_step_retracts_its_later_steps(tmp_path):
+    _publish_steps(tmp_path, [10, 20, 30])
+    _publish_steps(tmp_path, [10])  # a new publisher, as after a resume from step 10
+    assert [e["step"] for e in _manifest(tmp_path)["checkpoints"]] == [10]
+    assert read_latest(str(tmp_path), known_step=None).step == 10
+
+
 def test_publisher_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="max_to_keep must be >= 1"):
         PeerPublisher(str(tmp_path), max_to_keep=0)

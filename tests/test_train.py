@@ -13,6 +13,7 @@ from tests.helpers import runs
 from tests.test_multi_worker import free_ports
 from tf_codistill import config as config_lib
 from tf_codistill import train_lib
+from tf_codistill.tasks import get_task
 
 CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32",
             "--eval_steps=0"]
@@ -45,9 +46,24 @@ def test_a_run_fills_its_model_dir_and_a_rerun_resumes(tmp_path, capsys):
     assert again["global_step"] == 20
 
     longer = train_lib.run(dataclasses.replace(
-        config, trainer=dataclasses.replace(config.trainer, train_steps=30)))
+        config, trainer=dataclasses.replace(config.trainer, train_steps=35)))
     assert "resuming from step 20" in capsys.readouterr().out
-    assert longer["global_step"] == 30
+    assert longer["global_step"] == 35  # stops mid-loop, where it was asked to
+
+
+def test_a_restore_brings_back_weights_and_optimizer_slots(tmp_path):
+    config = _config(tmp_path, train_steps=20)
+    train_lib.run(config)
+    served = tf.saved_model.load(str(tmp_path / "group_0" / "export"))
+    task = get_task(config)
+    model, _ = train_lib._build(config, task, tf.distribute.get_strategy())
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    assert train_lib._restore(checkpoint, config, model.student) == 20
+    x = tf.random.normal((4, 16), seed=1)
+    np.testing.assert_allclose(model.student(x), served(x), rtol=1e-5, atol=1e-6)
+    model.optimizer.build(model.trainable_variables)  # slots restore when created
+    slots = [v for v in model.optimizer.variables if "iteration" not in v.name]
+    assert slots and all(np.any(v.numpy() != 0) for v in slots)
 
 
 def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
@@ -64,8 +80,9 @@ def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
     (["--num_groups=2", "--group=5"], "--group=5 is out of range"),
     (["--task=speech"], "--task=speech: value should be one of"),
     (["--topology=pair", "--num_groups=3", "--group=0"], "even num_groups"),
-    (["--train_steps=15", "--steps_per_loop=10"], "not a multiple of --steps_per_loop"),
-    (["--distill_loss=hinge"], "--distill_loss"),
+    (["--temperature=0"], "--temperature=0.0 is out of range; pass a value > 0"),
+    (["--distill_weight=-1"], "--distill_weight=-1.0 is out of range"),
+    (["--validation_fraction=1.5"], "--validation_fraction=1.5 is out of range"),
 ])
 def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
     code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", *flags], timeout=120)

@@ -13,11 +13,11 @@ import os
 
 import tensorflow as tf
 
-from tf_codistill.losses import DISTILLATION_LOSSES, OUTPUT_KINDS  # noqa: F401
+from tf_codistill.losses import DISTILLATION_LOSSES
+from tf_codistill.precision import PRECISIONS
 from tf_codistill.topology import TOPOLOGIES, peers_of
 
 OPTIMIZERS = ("adam", "adagrad", "sgd", "momentum")
-PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 PARTITIONS = ("disjoint", "same")
 
 
@@ -125,11 +125,7 @@ def check_choices(config: RunConfig) -> None:
     for name, value in positive:
         if value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}.")
-    loop = min(config.trainer.steps_per_loop, config.trainer.train_steps)
-    if config.trainer.train_steps % loop:
-        raise ConfigError(f"--train_steps={config.trainer.train_steps} is not a multiple of "
-                          f"--steps_per_loop={loop}; checkpoints are written every loop, so "
-                          "pass a multiple.")
+    _check_ranges(config)
     if not 0 <= config.group < config.num_groups:
         raise ConfigError(f"--group={config.group} is out of range: with "
                           f"--num_groups={config.num_groups}, pass a group between 0 and "
@@ -138,6 +134,23 @@ def check_choices(config: RunConfig) -> None:
         peers_of(config.group, config.num_groups, config.codistill.topology)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def _check_ranges(config: RunConfig) -> None:
+    codistill, trainer, data = config.codistill, config.trainer, config.data
+    checks = [
+        ("distill_weight", codistill.distill_weight, codistill.distill_weight >= 0, ">= 0"),
+        ("temperature", codistill.temperature, codistill.temperature > 0, "> 0"),
+        ("burn_in_steps", codistill.burn_in_steps, codistill.burn_in_steps >= 0, ">= 0"),
+        ("eval_steps", trainer.eval_steps, trainer.eval_steps >= 0, ">= 0 (0: the whole set)"),
+        ("warmup_steps", trainer.warmup_steps, trainer.warmup_steps >= 0, ">= 0"),
+        ("learning_rate", trainer.learning_rate, trainer.learning_rate > 0, "> 0"),
+        ("validation_fraction", data.validation_fraction,
+         0 < data.validation_fraction < 1, "between 0 and 1"),
+    ]
+    for name, value, valid, expected in checks:
+        if not valid:
+            raise ConfigError(f"--{name}={value} is out of range; pass a value {expected}.")
 
 
 def write_or_check(config: RunConfig) -> None:

@@ -102,8 +102,10 @@ class PeerPublisher:
         _fsync_checkpoint_files(prefix)
         entry = self._describe(int(step), prefix, names, encoded)
         kept = {os.path.basename(p) for p in self._manager.checkpoints}
+        # A writer resumed from an earlier checkpoint makes the steps it is about to
+        # redo obsolete: readers must not go back to the killed run's later weights.
         self._entries = [entry] + [e for e in self._entries
-                                   if e["prefix"] in kept and e["prefix"] != entry["prefix"]]
+                                   if e["prefix"] in kept and e["step"] < entry["step"]]
         manifest = {"format": MANIFEST_FORMAT, "checkpoints": self._entries}
         _atomic_write(_join(self.directory, MANIFEST_NAME),
                       json.dumps(manifest, indent=1).encode())

@@ -63,10 +63,6 @@ class CodistillModel(keras.Model):
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
 
-    @property
-    def has_teachers(self) -> bool:
-        return bool(self.peers) or bool(self.teacher.frozen_models)
-
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``; ``loss`` is the task loss phi on logits.
 
@@ -128,10 +124,8 @@ class CodistillModel(keras.Model):
         task = _local_mean(self.task_loss(y, logits), sample_weight)
         self.total_loss_tracker.update_state(task)
         self.compiled_metrics.update_state(y, logits, sample_weight)
-        metrics = [self.total_loss_tracker]
-        if self.compiled_metrics is not None:
-            metrics += self.compiled_metrics.metrics
-        return {m.name: m.result() for m in metrics}
+        evaluated = [self.total_loss_tracker] + self.compiled_metrics.metrics
+        return {m.name: m.result() for m in evaluated}
 
     def _model_losses(self, index, outputs, frozen, y, sample_weight):
         """(total, task, distill) of copy ``index``, each a local mean."""

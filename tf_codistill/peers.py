@@ -57,8 +57,15 @@ def build_teacher_copy(build_model: Callable[[], keras.Model], precision: str) -
 
 
 def named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
-    return [(name, variable.numpy()) for name, variable
-            in zip(exchanged_names(model), exchanged_variables(model))]
+    """This worker's copy of each exchanged variable, read without any collective.
+
+    Reading a synchronized-on-read variable (batch-norm statistics) in the
+    cross-replica context would all-reduce across workers, and only the chief
+    publishes; the first local replica's value is what the peers need.
+    """
+    strategy = model.distribute_strategy
+    return [(name, strategy.experimental_local_results(variable)[0].numpy())
+            for name, variable in zip(exchanged_names(model), exchanged_variables(model))]
 
 
 class CheckpointPeers(TeacherSource):

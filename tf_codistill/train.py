@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from tf_codistill import config as config_lib  # noqa: E402
+from tf_codistill.losses import DISTILLATION_LOSSES  # noqa: E402
 from tf_codistill.strategies import STRATEGIES, TPUUnavailableError  # noqa: E402
 from tf_codistill.topology import TOPOLOGIES  # noqa: E402
 
@@ -55,7 +56,7 @@ flags.DEFINE_integer("steps_per_loop", 50, "Steps between checkpoints and progre
 flags.DEFINE_integer("eval_steps", 50, "Evaluation batches at the end (0: the whole set).")
 flags.DEFINE_integer("seed", 0, "Seed for initialization and data order.")
 # Codistillation.
-flags.DEFINE_enum("distill_loss", "cross_entropy", ["cross_entropy", "kl", "logit_mse"],
+flags.DEFINE_enum("distill_loss", "cross_entropy", sorted(DISTILLATION_LOSSES),
                   "psi: soft-target cross entropy (the paper's), KL at a temperature, or "
                   "squared error between logits.")
 flags.DEFINE_float("distill_weight", 1.0, "Weight of the distillation term.")

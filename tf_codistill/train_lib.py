@@ -8,6 +8,7 @@ running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -35,7 +36,10 @@ def run(config: config_lib.RunConfig) -> dict:
     config_lib.check_choices(config)
     task = get_task(config)
     task.check_inputs()
-    strategy = get_strategy(config.strategy, config.tpu)
+    try:
+        strategy = get_strategy(config.strategy, config.tpu)
+    except ValueError as error:  # TF_CONFIG that does not parse
+        raise config_lib.ConfigError(str(error)) from None
     chief = is_chief(strategy)
     if chief:
         config_lib.write_or_check(config)
@@ -45,17 +49,17 @@ def run(config: config_lib.RunConfig) -> dict:
         manager = tf.train.CheckpointManager(
             checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
             max_to_keep=3)
-        start_step = _restore(manager, checkpoint, config)
+        start_step = _restore(checkpoint, config, model.student)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
         train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
+        _export(config, model, chief)
         eval_logs = _evaluate(config, task, strategy, model)
     finally:
         if peers is not None:
             peers.close()
     metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
-    _export(config, model, chief)
     if chief:
         _write_json(_metrics_path(config), metrics)
     return metrics
@@ -128,7 +132,6 @@ def _per_replica_batch(config, strategy):
 
 
 def _steps_per_loop(config):
-    """Steps between checkpoints; check_choices made sure it divides train_steps."""
     return min(config.trainer.steps_per_loop, config.trainer.train_steps)
 
 
@@ -154,20 +157,29 @@ def _writable_dir(directory, chief):
     return tempfile.mkdtemp(prefix="tf_codistill_worker_")
 
 
-def _restore(manager, checkpoint, config):
-    if manager.latest_checkpoint is None:
+def _restore(checkpoint, config, student):
+    """Restores the group's newest checkpoint on every worker; returns its step.
+
+    Non-chief workers save to private directories but restore from the chief's,
+    so a resumed multi-worker group starts from one state. The carried LM state
+    belongs to the old run's streams, which the new input pipeline does not
+    continue, so it starts from zero.
+    """
+    latest = tf.train.latest_checkpoint(os.path.join(config.group_dir, "checkpoints"))
+    if latest is None:
         logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
         return 0
     try:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        checkpoint.restore(latest).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as error:
-        raise config_lib.ConfigError(f"Cannot restore {manager.latest_checkpoint} ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0]}). The model_dir holds a run of a "
-                         "different model; pass a new --model_dir.") from None
+        raise config_lib.ConfigError(
+            f"Cannot restore {latest} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]}). The model_dir holds a run of a different model; "
+            "pass a new --model_dir.") from None
+    if hasattr(student, "reset_states"):
+        student.reset_states()
     step = int(checkpoint.optimizer.iterations.numpy())
-    logging.info("Group %d resumes from step %d (%s).", config.group, step,
-                 manager.latest_checkpoint)
-    print(f"group {config.group}: resuming from step {step}", flush=True)
+    print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
 
 
@@ -187,15 +199,15 @@ def _train(config, task, strategy, model, manager, chief, start_step):
               if chief else None)
     progress = ProgressLogger(config.group, task.units_per_row * config.trainer.batch_size,
                               task.throughput_unit, model.teacher, writer)
-    callbacks = [PublishCallback(publisher, model.student, config.codistill.reload_interval),
+    callbacks = [_StopAtStep(total),
+                 PublishCallback(publisher, model.student, config.codistill.reload_interval),
                  _CheckpointEveryLoop(manager), progress, step_timer]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(config.group_dir, "logs"), update_freq=steps_per_loop))
     start = time.perf_counter()
     try:
-        history = model.fit(dataset, epochs=total // steps_per_loop,
-                            initial_epoch=start_step // steps_per_loop,
+        history = model.fit(dataset, epochs=math.ceil((total - start_step) / steps_per_loop),
                             steps_per_epoch=steps_per_loop, callbacks=callbacks, verbose=0)
     finally:
         if publisher is not None:
@@ -246,6 +258,23 @@ def _write_json(path, value):
     with tf.io.gfile.GFile(tmp, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True, default=float)
     tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+class _StopAtStep(keras.callbacks.Callback):
+    """Ends training at the step asked for, wherever a resumed run's loops fall."""
+
+    def __init__(self, last_step):
+        super().__init__()
+        self._last_step = last_step
+        self._step = None
+
+    def on_train_begin(self, logs=None):
+        self._step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step >= self._last_step:
+            self.model.stop_training = True
 
 
 class _CheckpointEveryLoop(keras.callbacks.Callback):

@@ -81,17 +81,20 @@ class LanguageModelTask(Task):
                              self.config.group, self.config.num_groups)
 
     def eval_dataset(self, context):
+        # eval_steps=0 means one pass over the held-out documents; otherwise they repeat
+        # until eval_steps batches are drawn.
+        epochs = None if self.config.trainer.eval_steps else 1
         if self._eval_files:
-            return self._dataset(self._eval_files, context, "same", 0, 1)
+            return self._dataset(self._eval_files, context, "same", 0, 1, epochs)
         return self._dataset(self._train_files, context, "validation", self.config.group,
-                             self.config.num_groups)
+                             self.config.num_groups, epochs)
 
     def summarize_eval(self, logs):
         summary = dict(logs)
         summary["perplexity"] = math.exp(min(logs["loss"], 50.0))
         return summary
 
-    def _dataset(self, files, context, partition_mode, group, num_groups):
+    def _dataset(self, files, context, partition_mode, group, num_groups, num_epochs=None):
         filters = FilterConfig()
         if self.config.data.min_paragraph_words:
             filters = dataclasses.replace(
@@ -103,4 +106,4 @@ class LanguageModelTask(Task):
             sequence_length=self.config.data.seq_len, group=group, num_groups=num_groups,
             partition_mode=partition_mode, input_context=context, filter_config=filters,
             validation_fraction=self.config.data.validation_fraction,
-            seed=self.config.trainer.seed)
+            num_epochs=num_epochs, seed=self.config.trainer.seed)
