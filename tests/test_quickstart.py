@@ -1,11 +1,13 @@
 """The quickstart trains a baseline and a codistilled pair end to end."""
 
 from tf_codistill import quickstart
+from tf_codistill.tasks.clusters import ClustersData, make_data
 
 
 def test_quickstart_trains_both_models_and_prints_a_table():
-    config = quickstart.QuickstartConfig(train_examples=256, eval_examples=128,
-                                         hidden_units=16, epochs=2, burn_in_steps=2)
+    config = quickstart.QuickstartConfig(
+        data=ClustersData(train_examples=256, eval_examples=128), hidden_units=16, epochs=2,
+        burn_in_steps=2)
     results = quickstart.run(config)
     assert set(results) == {"baseline", "codistilled"}
     for metrics in results.values():
@@ -15,12 +17,10 @@ def test_quickstart_trains_both_models_and_prints_a_table():
 
 
 def test_noisy_labels_are_flipped_only_in_training_data():
-    config = quickstart.QuickstartConfig(train_examples=2000, eval_examples=10,
-                                         label_noise=0.5)
-    (x, y), _ = quickstart.make_data(config)
-    clean_config = quickstart.QuickstartConfig(train_examples=2000, eval_examples=10,
-                                               label_noise=0.0)
-    (_, y_clean), _ = quickstart.make_data(clean_config)
+    (x, y), _ = make_data(ClustersData(train_examples=2000, eval_examples=10,
+                                       label_noise=0.5))
+    (_, y_clean), _ = make_data(ClustersData(train_examples=2000, eval_examples=10,
+                                             label_noise=0.0))
     assert x.shape == (2000, 16)
     # Same seed, so the same draws; about half the labels are redrawn (7/8 change).
     assert 0.35 < (y != y_clean).mean() < 0.55

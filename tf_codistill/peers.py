@@ -19,6 +19,7 @@ import tf_keras as keras
 from absl import logging
 
 from tf_codistill import exchange
+from tf_codistill.callbacks import StepCountingCallback
 from tf_codistill.teachers import TeacherSource
 
 
@@ -149,22 +150,20 @@ class CheckpointPeers(TeacherSource):
                      index, snapshot.step, snapshot.precision, snapshot.read_seconds)
 
 
-class _ReloadCallback(keras.callbacks.Callback):
+class _ReloadCallback(StepCountingCallback):
     """Swaps fresh peer weights in between steps, every ``reload_interval`` steps."""
 
     def __init__(self, peers: CheckpointPeers):
         super().__init__()
         self._peers = peers
-        self._step = None
 
     def on_train_begin(self, logs=None):
-        self._step = int(self.model.optimizer.iterations.numpy())
-        self._peers.swap_in_new_weights(self._step)
+        super().on_train_begin(logs)
+        self._peers.swap_in_new_weights(self.step)
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self._peers.reload_interval == 0:
-            self._peers.swap_in_new_weights(self._step)
+    def on_step_end(self, step):
+        if step % self._peers.reload_interval == 0:
+            self._peers.swap_in_new_weights(step)
 
 
 class BackgroundPublisher:
@@ -216,7 +215,7 @@ class BackgroundPublisher:
             self.publish_seconds.append(time.perf_counter() - start)
 
 
-class PublishCallback(keras.callbacks.Callback):
+class PublishCallback(StepCountingCallback):
     """Hands the student's weights to the publisher every ``interval`` steps and at the end.
 
     Only the chief has a publisher; the other workers of a group pass None.
@@ -228,19 +227,14 @@ class PublishCallback(keras.callbacks.Callback):
         self._publisher = publisher
         self._student = student
         self._interval = interval
-        self._step = None
 
-    def on_train_begin(self, logs=None):
-        self._step = int(self.model.optimizer.iterations.numpy())
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self._interval == 0:
-            self.publish(self._step)
+    def on_step_end(self, step):
+        if step % self._interval == 0:
+            self.publish(step)
 
     def on_train_end(self, logs=None):
-        if self._step % self._interval:
-            self.publish(self._step)
+        if self.step % self._interval:
+            self.publish(self.step)
 
     def publish(self, step):
         if self._publisher is not None:

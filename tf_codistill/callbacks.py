@@ -1,0 +1,121 @@
+"""Keras callbacks of the training loop: stopping, checkpoints, timing, progress."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+class StepCountingCallback(keras.callbacks.Callback):
+    """Knows the optimizer step after each train step without reading it from the device.
+
+    Subclasses act in ``on_step_end(step)``; the count starts from the restored
+    step, so actions every N steps stay aligned across resumes.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.step = None
+
+    def on_train_begin(self, logs=None):
+        self.step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        self.on_step_end(self.step)
+
+    def on_step_end(self, step: int) -> None:
+        raise NotImplementedError
+
+
+class StopAtStep(StepCountingCallback):
+    """Ends training at the step asked for, wherever a resumed run's loops fall."""
+
+    def __init__(self, last_step):
+        super().__init__()
+        self._last_step = last_step
+
+    def on_step_end(self, step):
+        if step >= self._last_step:
+            self.model.stop_training = True
+
+
+class CheckpointEveryLoop(keras.callbacks.Callback):
+    """Saves step, weights, optimizer slots and carried state after every loop."""
+
+    def __init__(self, manager):
+        super().__init__()
+        self._manager = manager
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._manager.save(checkpoint_number=self.model.optimizer.iterations)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time from one step's start to the next, callbacks (reloads, publishes) included."""
+
+    def __init__(self):
+        super().__init__()
+        self._last = None
+        self.seconds: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds.append(now - self._last)
+        self._last = now
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last = None  # checkpoint saves between loops are not step time
+
+    def summary(self) -> dict:
+        if not self.seconds:
+            return {}
+        return {"step_time_median_s": float(np.median(self.seconds)),
+                "step_time_p95_s": float(np.percentile(self.seconds, 95))}
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """One line per loop: step, losses, tokens (or examples) per second, staleness."""
+
+    def __init__(self, group, units_per_step, unit, teacher, writer=None):
+        super().__init__()
+        self._group = group
+        self._units_per_step = units_per_step
+        self._unit = unit
+        self._teacher = teacher
+        self._writer = writer
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        steps = self.params.get("steps") or 1
+        step = int(self.model.optimizer.iterations.numpy())
+        staleness = getattr(self._teacher, "max_staleness_steps", None)
+        line = (f"group {self._group} step {step}: loss {logs['loss']:.4f} "
+                f"task {logs['task_loss']:.4f} distill {logs['distill_loss']:.4f} "
+                f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
+        if staleness is not None:
+            line += f" teacher staleness {staleness} steps"
+        print(line, flush=True)
+        if self._writer is not None:
+            self._write_scalars(step, steps * self._units_per_step / seconds)
+
+    def _write_scalars(self, step, throughput):
+        """What Keras' TensorBoard callback does not log: throughput and teacher state."""
+        scalars = {f"{self._unit}_per_second": throughput}
+        if hasattr(self._teacher, "stats"):
+            stats = self._teacher.stats()
+            scalars.update(teacher_reloads=stats["teacher_reloads"],
+                           teacher_staleness_steps=stats["teacher_staleness_steps"],
+                           peer_bytes_read=stats["peer_bytes_read"])
+        with self._writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        self._writer.flush()
