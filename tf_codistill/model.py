@@ -10,8 +10,9 @@ Inference (``call``, ``predict``, ``evaluate``, ``save``) uses the student
 alone, so serving costs one model.
 
 All models output *logits*. Losses are averaged over the global batch: each
-replica divides its sum by its share of the global element count, so the summed
-gradients of a synchronous strategy equal the single-device gradient.
+replica averages over its elements and the objective is divided by the replica
+count, so with equal per-replica batches (as Keras assumes) the all-reduced
+gradient of a synchronous strategy equals the single-device gradient.
 """
 
 from __future__ import annotations
