@@ -111,15 +111,19 @@ class CheckpointPeers(TeacherSource):
     def callbacks(self):
         return [_ReloadCallback(self)]
 
-    def swap_in_new_weights(self, own_step: int) -> int:
+    def swap_in_new_weights(self, own_step: int, agree=None) -> int:
         """Assigns every newer peer snapshot to its copy; returns how many.
 
         A copy is built by its first forward pass; snapshots that arrive before
-        that wait for the next swap.
+        that wait for the next swap. ``agree`` maps {peer: step} to the subset
+        every worker of the group holds (see ``agreed_on_all_workers``), so the
+        workers of one synchronous group never train against different teachers.
         """
         self._pending.update(self._poller.take_new())
-        ready = [i for i in sorted(self._pending) if self._copies[i].built]
-        for index in ready:
+        ready = {i: s.step for i, s in self._pending.items() if self._copies[i].built}
+        if agree is not None:
+            ready = agree(ready)
+        for index in sorted(ready):
             snapshot = self._pending.pop(index)
             self._assign(index, snapshot)
             self.peer_steps[index] = snapshot.step
@@ -150,6 +154,25 @@ class CheckpointPeers(TeacherSource):
                      index, snapshot.step, snapshot.precision, snapshot.read_seconds)
 
 
+def agreed_on_all_workers(strategy: tf.distribute.Strategy, ready: dict[int, int],
+                          num_peers: int) -> dict[int, int]:
+    """The {peer: step} entries that every worker of a multi-worker group holds.
+
+    Each worker polls on its own, so right after a peer publishes some workers
+    may have its new snapshot and others not; those wait for the next reload.
+    Every worker calls this at the same step, as a collective requires.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return ready
+    local = np.full((1, num_peers), -1, np.int64)
+    for index, step in ready.items():
+        local[0, index] = step
+    value = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(local))
+    everyone = strategy.gather(value, axis=0).numpy()
+    return {i: step for i, step in ready.items() if np.all(everyone[:, i] == step)}
+
+
 class _ReloadCallback(StepCountingCallback):
     """Swaps fresh peer weights in between steps, every ``reload_interval`` steps."""
 
@@ -159,11 +182,17 @@ class _ReloadCallback(StepCountingCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._peers.swap_in_new_weights(self.step)
+        self._swap(self.step)
 
     def on_step_end(self, step):
         if step % self._peers.reload_interval == 0:
-            self._peers.swap_in_new_weights(step)
+            self._swap(step)
+
+    def _swap(self, step):
+        strategy = self.model.distribute_strategy
+        num_peers = len(self._peers.frozen_models)
+        self._peers.swap_in_new_weights(
+            step, agree=lambda ready: agreed_on_all_workers(strategy, ready, num_peers))
 
 
 class BackgroundPublisher:
