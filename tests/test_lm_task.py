@@ -3,6 +3,7 @@
 import dataclasses
 import gzip
 
+import numpy as np
 import pytest
 
 import tokenizer
@@ -43,6 +44,17 @@ def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
     assert metrics["eval_perplexity"] == pytest.approx(2.718281828 ** metrics["eval_loss"],
                                                        rel=1e-4)
     assert metrics["eval_perplexity"] < 400  # better than uniform over the vocabulary
+
+
+def test_unigram_prior_counts_the_groups_training_targets(tmp_path, corpus):
+    from tf_codistill.tasks.lm import UNIGRAM_BATCHES, LanguageModelTask
+    files, vocab = corpus
+    task = LanguageModelTask(_config(tmp_path, files, vocab))
+    task.check_inputs()
+    counts = task.label_prior("unigram")
+    assert counts.sum() == UNIGRAM_BATCHES * 4 * 8
+    assert counts[tokenizer.EOD_ID] > 0 and counts.argmax() != tokenizer.PAD_ID
+    assert np.all(task.label_prior("uniform") == 1)
 
 
 @pytest.mark.parametrize("data, message", [

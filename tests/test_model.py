@@ -126,6 +126,23 @@ def test_in_process_peers_each_distill_from_the_mean_of_the_others():
     assert logs["distill_loss"] == pytest.approx(expected, rel=1e-4)
 
 
+def test_a_prior_teacher_is_label_smoothing_toward_the_prior():
+    x, y = tiny.classification_data(16)
+    prior = np.array([0.5, 0.3, 0.2])
+    student = tiny.classifier(1)
+    expected = np.mean(-np.sum(prior * tf.nn.log_softmax(student(x)).numpy(), axis=-1))
+    model = _codistill(student, tc.PriorTeacher(prior * 10), distill_weight=0.1)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["distill_loss"] == pytest.approx(expected, rel=1e-5)
+    assert logs["loss"] == pytest.approx(logs["task_loss"] + 0.1 * logs["distill_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("prior", [[1.0], [[0.5, 0.5]], [-1.0, 2.0], [0.0, 0.0]])
+def test_a_bad_prior_is_refused(prior):
+    with pytest.raises(ValueError, match="prior must be a 1-D array"):
+        tc.PriorTeacher(prior)
+
+
 def test_jit_compiled_train_step_matches_the_graph_step():
     x, y = tiny.binary_data(32)
     results = []

@@ -66,6 +66,15 @@ def test_a_restore_brings_back_weights_and_optimizer_slots(tmp_path):
     assert slots and all(np.any(v.numpy() != 0) for v in slots)
 
 
+@pytest.mark.parametrize("teacher", ["uniform", "unigram"])
+def test_label_smoothing_baselines_train_without_peers(tmp_path, teacher):
+    config = _config(tmp_path, train_steps=10)
+    config = dataclasses.replace(config, codistill=dataclasses.replace(
+        config.codistill, teacher=teacher))
+    metrics = train_lib.run(config)
+    assert metrics["distill_loss"] > 0 and metrics["teacher_reloads"] == 0
+
+
 def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
     train_lib.run(_config(tmp_path, train_steps=10))
     saved = (tmp_path / "group_0" / "config.json").read_text()

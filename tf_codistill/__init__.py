@@ -15,6 +15,7 @@ _EXPORTS = {
     "CodistillModel": "tf_codistill.model",
     "FixedTeacher": "tf_codistill.teachers",
     "InProcessPeers": "tf_codistill.teachers",
+    "PriorTeacher": "tf_codistill.teachers",
     "TeacherSource": "tf_codistill.teachers",
     "CheckpointPeers": "tf_codistill.peers",
     "get_distillation_loss": "tf_codistill.losses",

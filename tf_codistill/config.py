@@ -19,6 +19,7 @@ from tf_codistill.topology import TOPOLOGIES, peers_of
 
 OPTIMIZERS = ("adam", "adagrad", "sgd", "momentum")
 PARTITIONS = ("disjoint", "same")
+TEACHERS = ("peers", "uniform", "unigram")
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,7 @@ class CodistillConfig:
     topology: str = "all_to_all"
     teacher_precision: str = "float32"
     partition: str = "disjoint"
+    teacher: str = "peers"  # or a label-smoothing baseline: "uniform" or "unigram"
     staleness_warning_s: float = 600.0
 
 
@@ -113,6 +115,7 @@ def check_choices(config: RunConfig) -> None:
         ("topology", config.codistill.topology, TOPOLOGIES),
         ("teacher_precision", config.codistill.teacher_precision, PRECISIONS),
         ("partition", config.codistill.partition, PARTITIONS),
+        ("teacher", config.codistill.teacher, TEACHERS),
     ]
     for name, value, valid in choices:
         if value not in valid:

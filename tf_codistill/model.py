@@ -134,7 +134,8 @@ class CodistillModel(keras.Model):
         task = _local_mean(self.task_loss(y, logits), sample_weight)
         distill = tf.constant(0.0)
         teachers = [(tf.stop_gradient(other), tf.constant(1.0))
-                    for j, other in enumerate(outputs) if j != index] + frozen
+                    for j, other in enumerate(outputs) if j != index]
+        teachers += [(_broadcast_to(teacher, logits), weight) for teacher, weight in frozen]
         if teachers:
             _check_same_shape(logits, [t for t, _ in teachers])
             teacher_logits, weights = zip(*teachers)
@@ -176,6 +177,15 @@ def _check_same_shape(student_logits, teacher_logits):
                 f"Student output shape {student_logits.shape} differs from a "
                 f"teacher's output shape {logits.shape}; codistillation needs "
                 "predictions of the same shape from every copy.")
+
+
+def _broadcast_to(teacher_logits, student_logits):
+    """A teacher may give one prediction for all examples (a prior): broadcast it."""
+    if teacher_logits.shape.rank is not None and \
+            teacher_logits.shape.rank < student_logits.shape.rank:
+        return tf.broadcast_to(tf.cast(teacher_logits, student_logits.dtype),
+                               tf.shape(student_logits))
+    return teacher_logits
 
 
 def _output_shape(model):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -79,3 +80,24 @@ class FixedTeacher(TeacherSource):
     def frozen_predictions(self, x):
         logits = self._model(x, training=False)
         return [(tf.stop_gradient(logits), tf.constant(1.0))]
+
+
+class PriorTeacher(TeacherSource):
+    """A fixed distribution as the teacher: label smoothing toward a prior.
+
+    With weight w, distilling from a constant prior p adds w * CE(p, q) to the
+    task loss, which is label smoothing toward p: the paper's uniform and
+    unigram baselines (section 3.3), in place of a peer's predictions. The
+    prior's logits are broadcast over the student's batch and time axes.
+    """
+
+    def __init__(self, prior):
+        prior = np.asarray(prior, np.float64)
+        if prior.ndim != 1 or prior.size < 2 or np.any(prior < 0) or not prior.sum() > 0:
+            raise ValueError("prior must be a 1-D array of >= 2 non-negative weights with a "
+                             f"positive sum, got shape {prior.shape}.")
+        prior = np.maximum(prior / prior.sum(), 1e-12)  # a class never seen keeps a finite log
+        self.log_prior = tf.constant(np.log(prior / prior.sum()), tf.float32)
+
+    def frozen_predictions(self, x):
+        return [(self.log_prior, tf.constant(1.0))]

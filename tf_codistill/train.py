@@ -70,6 +70,10 @@ flags.DEFINE_enum("teacher_precision", "float32", config_lib.PRECISIONS,
                   "forward pass (int8 weights compute in bfloat16).")
 flags.DEFINE_enum("partition", "disjoint", config_lib.PARTITIONS,
                   "Groups read disjoint partitions of the data, or the same data.")
+flags.DEFINE_enum("teacher", "peers", config_lib.TEACHERS,
+                  "What the distillation term pulls toward: the peer groups' predictions, or, "
+                  "as the paper's label-smoothing baselines, the uniform or unigram "
+                  "distribution of the training targets.")
 flags.DEFINE_float("staleness_warning_s", 600.0, "Warn when a peer published nothing new "
                    "for this many seconds.")
 # Data.
@@ -117,6 +121,7 @@ def config_from_flags() -> config_lib.RunConfig:
             temperature=FLAGS.temperature, burn_in_steps=FLAGS.burn_in_steps,
             reload_interval=FLAGS.reload_interval, topology=FLAGS.topology,
             teacher_precision=FLAGS.teacher_precision, partition=FLAGS.partition,
+            teacher=FLAGS.teacher,
             staleness_warning_s=FLAGS.staleness_warning_s),
         data=config_lib.DataConfig(
             train_files=tuple(FLAGS.train_files), eval_files=tuple(FLAGS.eval_files),

@@ -24,6 +24,7 @@ from tf_codistill.model import CodistillModel
 from tf_codistill.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy)
 from tf_codistill.strategies import get_strategy
+from tf_codistill.teachers import PriorTeacher
 from tf_codistill.tasks import get_task
 from tf_codistill.topology import peers_of
 
@@ -66,13 +67,20 @@ def run(config: config_lib.RunConfig) -> dict:
 
 
 def _build(config, task, strategy):
-    """The CodistillModel (student + checkpoint peers), compiled, in the strategy's scope."""
+    """The compiled CodistillModel, built in the strategy's scope, and its checkpoint peers.
+
+    The student's teacher is the peer groups, or with --teacher=uniform|unigram a
+    fixed prior (the label-smoothing baselines); peers is None without peer groups.
+    """
     per_replica_batch = _per_replica_batch(config, strategy)
     with strategy.scope():
         student = task.build_model(per_replica_batch)
-        peers = _checkpoint_peers(config, task, per_replica_batch)
+        if config.codistill.teacher == "peers":
+            teacher = peers = _checkpoint_peers(config, task, per_replica_batch)
+        else:
+            teacher, peers = PriorTeacher(task.label_prior(config.codistill.teacher)), None
         model = CodistillModel(
-            student, peers, output_kind=task.output_kind,
+            student, teacher, output_kind=task.output_kind,
             distill_loss=config.codistill.distill_loss,
             distill_weight=config.codistill.distill_weight,
             temperature=config.codistill.temperature,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill.config import RunConfig
+from tf_codistill.config import ConfigError, RunConfig
 
 
 class Task:
@@ -32,6 +32,11 @@ class Task:
 
     def metrics(self) -> list:
         return []
+
+    def label_prior(self, kind: str):
+        """Weights of the "uniform" or "unigram" prior over the outputs (label smoothing)."""
+        raise ConfigError(f"--teacher={kind} (label smoothing) is not available for "
+                          f"--task={self.config.task}; use --teacher=peers.")
 
     def learning_rate(self):
         """A float or a LearningRateSchedule; the trainer's rate by default."""

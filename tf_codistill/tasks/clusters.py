@@ -79,3 +79,8 @@ class ClustersTask(Task):
 
     def metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def label_prior(self, kind):
+        if kind == "uniform":
+            return np.ones(self.spec.num_classes)
+        return np.bincount(self._train[1], minlength=self.spec.num_classes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import tensorflow as tf
 
 import tokenizer as tokenizer_lib
@@ -14,6 +15,7 @@ from tf_codistill.config import ConfigError
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
 from tf_codistill.tasks.base import Task
 
+UNIGRAM_BATCHES = 200
 VOCAB_HINT = ("build one with `python -m tokenizer.train --input=<WET or text files> "
               "--vocab_size=24006 --output=vocab.model`")
 
@@ -88,6 +90,21 @@ class LanguageModelTask(Task):
             return self._dataset(self._eval_files, context, "same", 0, 1, epochs)
         return self._dataset(self._train_files, context, "validation", self.config.group,
                              self.config.num_groups, epochs)
+
+    def label_prior(self, kind):
+        """Uniform, or unigram counts of this group's training targets.
+
+        The unigram prior counts the first UNIGRAM_BATCHES batches of the
+        group's own stream, a sample that is cheap and sees no held-out text.
+        """
+        vocab_size = self.model_config().vocab_size
+        if kind == "uniform":
+            return np.ones(vocab_size)
+        counts = np.zeros(vocab_size)
+        dataset = self.train_dataset(tf.distribute.InputContext())
+        for _, targets in dataset.take(UNIGRAM_BATCHES):
+            counts += np.bincount(targets.numpy().ravel(), minlength=vocab_size)
+        return counts
 
     def summarize_eval(self, logs):
         summary = dict(logs)
