@@ -110,7 +110,10 @@ def int8_scale(value: np.ndarray) -> np.ndarray:
     else:
         max_abs = np.asarray(magnitude.max() if value.size else 0.0)
     # An all-zero channel gets scale 1 so that decoding stays exact (0 * 1) without 0/0.
-    return np.where(max_abs > 0, max_abs / _INT8_MAX, 1.0).astype(np.float32)
+    # A scale is never below the smallest normal float32: tiny (subnormal) weights would
+    # otherwise get a scale that underflows to 0 and decode to 0 whatever they were.
+    scale = np.maximum(max_abs / _INT8_MAX, np.finfo(np.float32).tiny)
+    return np.where(max_abs > 0, scale, 1.0).astype(np.float32)
 
 
 def _quantize_int8(value: np.ndarray) -> EncodedTensor:
