@@ -99,9 +99,6 @@ class RunConfig:
     def group_dir(self) -> str:
         return group_dir(self.model_dir, self.group)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
 
 def group_dir(model_dir: str, group: int) -> str:
     return os.path.join(model_dir, f"group_{group}")
@@ -176,9 +173,14 @@ def write_or_check(config: RunConfig) -> None:
                     "Pass a new --model_dir, or the same model flags to resume.")
         return
     tf.io.gfile.makedirs(config.group_dir)
+    write_json(path, dataclasses.asdict(config))
+
+
+def write_json(path: str, value) -> None:
+    """Writes JSON through a temporary file and a rename: readers never see half of it."""
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(config.to_json())
+        json.dump(value, f, indent=2, sort_keys=True, default=float)
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 

@@ -26,8 +26,8 @@ BASELINE = "baseline"
 
 def baseline_command(argv: list[str], config: config_lib.RunConfig) -> list[str]:
     """One plain group, no peers, in <model_dir>/baseline: synchronous SGD alone."""
-    return [sys.executable, "-m", "tf_codistill.train", *argv, "--num_groups=1", "--group=0",
-            f"--model_dir={os.path.join(config.model_dir, BASELINE)}", "--nobaseline"]
+    return group_command([*argv, "--num_groups=1", "--nobaseline",
+                          f"--model_dir={os.path.join(config.model_dir, BASELINE)}"], 0)
 
 
 def run_local_groups(argv: list[str], config: config_lib.RunConfig,

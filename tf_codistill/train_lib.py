@@ -41,6 +41,7 @@ def run(config: config_lib.RunConfig) -> dict:
         strategy = get_strategy(config.strategy, config.tpu)
     except ValueError as error:  # TF_CONFIG that does not parse
         raise config_lib.ConfigError(str(error)) from None
+    _check_fits_strategy(config, strategy)
     chief = is_chief(strategy)
     if chief:
         config_lib.write_or_check(config)
@@ -62,7 +63,7 @@ def run(config: config_lib.RunConfig) -> dict:
             peers.close()
     metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
     if chief:
-        _write_json(_metrics_path(config), metrics)
+        config_lib.write_json(_metrics_path(config), metrics)
     return metrics
 
 
@@ -126,7 +127,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
-def _per_replica_batch(config, strategy):
+def _check_fits_strategy(config, strategy):
+    """Flags that only the strategy can judge, checked before anything is written."""
     if not config.trainer.eval_steps and isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy):
         raise config_lib.ConfigError(
@@ -134,9 +136,13 @@ def _per_replica_batch(config, strategy):
             "multi_worker group agree on; pass --eval_steps=N.")
     replicas = strategy.num_replicas_in_sync
     if config.trainer.batch_size % replicas:
-        raise config_lib.ConfigError(f"--batch_size={config.trainer.batch_size} does not split evenly over "
-                         f"{replicas} replicas; pass a multiple of {replicas}.")
-    return config.trainer.batch_size // replicas
+        raise config_lib.ConfigError(
+            f"--batch_size={config.trainer.batch_size} does not split evenly over "
+            f"{replicas} replicas; pass a multiple of {replicas}.")
+
+
+def _per_replica_batch(config, strategy):
+    return config.trainer.batch_size // strategy.num_replicas_in_sync
 
 
 def _steps_per_loop(config):
@@ -198,15 +204,16 @@ def _train(config, task, strategy, model, manager, chief, start_step):
         return {}, 0.0
     dataset = strategy.distribute_datasets_from_function(task.train_dataset)
     publisher = None
-    if chief and config.num_groups > 1:
+    if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
         publisher = BackgroundPublisher(exchange.PeerPublisher(
             os.path.join(config.group_dir, PUBLISHED),
             precision=config.codistill.teacher_precision))
     step_timer = callbacks_lib.StepTimer()
     writer = (tf.summary.create_file_writer(os.path.join(config.group_dir, "logs", "codistill"))
               if chief else None)
-    progress = callbacks_lib.ProgressLogger(config.group, task.units_per_row * config.trainer.batch_size,
-                              task.throughput_unit, model.teacher, writer)
+    progress = callbacks_lib.ProgressLogger(
+        config.group, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
+        model.teacher, writer)
     callbacks = [callbacks_lib.StopAtStep(total),
                  PublishCallback(publisher, model.student, config.codistill.reload_interval),
                  callbacks_lib.CheckpointEveryLoop(manager), progress, step_timer]
@@ -259,13 +266,6 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
 def _export(config, model, chief):
     path = os.path.join(config.group_dir, "export")
     model.save(path if chief else tempfile.mkdtemp(prefix="tf_codistill_export_"))
-
-
-def _write_json(path, value):
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=float)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def summary_table(metrics_by_group: list[dict]) -> str:
