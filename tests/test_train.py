@@ -132,7 +132,10 @@ def test_kill_9_then_the_same_command_resumes_while_the_peer_trains_on(tmp_path)
     peer = runs.start([*flags, "--group=0"])
     victim = runs.start([*flags, "--group=1"])
     try:
-        assert runs.wait_for(lambda: any(s >= 60 for s in runs.checkpoint_steps(tmp_path, 1)),
+        # Both groups have published (they start at different speeds) and the victim
+        # has checkpoints to resume from.
+        assert runs.wait_for(lambda: runs.checkpoint_steps(tmp_path, 0, "published") and
+                             any(s >= 60 for s in runs.checkpoint_steps(tmp_path, 1)),
                              timeout=180)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
