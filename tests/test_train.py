@@ -103,9 +103,13 @@ def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
 def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
     code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2",
                              "--train_steps=200", "--steps_per_loop=50",
-                             "--reload_interval=10"], timeout=300)
+                             "--reload_interval=10", "--baseline"], timeout=300)
     assert code == 0, output[-3000:]
     assert "perplexity" in output and "outputs:" in output
+    assert any(line.startswith("baseline ") for line in output.splitlines())
+    baseline = runs.metrics(tmp_path / "baseline", 0)
+    assert baseline["global_step"] == 200 and baseline["teacher_reloads"] == 0
+    assert baseline["distill_loss"] == 0
     metrics = [runs.metrics(tmp_path, group) for group in (0, 1)]
     for group, m in enumerate(metrics):
         assert m["global_step"] == 200 and m["peer_bytes_read"] > 0
