@@ -7,34 +7,19 @@ import numpy as np
 import pytest
 
 import tokenizer
-from data_pipelines import synthetic_wet, wet
+from data_pipelines import wet
 from data_pipelines.filters import FilterConfig, filter_document
+from tests.helpers import lm
 from tf_codistill import config as config_lib
 from tf_codistill import demo_data, train_lib
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lm")
-    files = []
-    for i in range(2):
-        path = str(root / f"part-{i}.wet.gz")
-        synthetic_wet.write_wet_file(path, seed=i, count=60)
-        files.append(path)
-    texts = (record.text for path in files for record in wet.read_wet_file(path, wet.ReadStats()))
-    vocab = tokenizer.train_vocabulary(texts, str(root / "vocab.model"), vocab_size=400)
-    return files, vocab
+    return lm.make_corpus(tmp_path_factory.mktemp("lm"))
 
 
-def _config(model_dir, files, vocab, **changes):
-    config = config_lib.RunConfig(
-        task="lm", model_dir=str(model_dir),
-        trainer=config_lib.TrainerConfig(train_steps=6, batch_size=4, steps_per_loop=3,
-                                         eval_steps=2, learning_rate=0.01),
-        data=config_lib.DataConfig(train_files=tuple(files), vocab=vocab, seq_len=8,
-                                   min_paragraph_words=5, validation_fraction=0.2),
-        model=config_lib.ModelConfig(embedding_dim=8, units=16, num_layers=2))
-    return dataclasses.replace(config, **changes)
+_config = lm.lm_config
 
 
 def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):

@@ -19,7 +19,7 @@ from tf_codistill.topology import TOPOLOGIES, peers_of
 
 OPTIMIZERS = ("adam", "adagrad", "sgd", "momentum")
 PARTITIONS = ("disjoint", "same")
-TEACHERS = ("peers", "uniform", "unigram")
+TEACHERS = ("peers", "uniform", "unigram", "ensemble")
 
 
 class ConfigError(ValueError):
@@ -64,7 +64,8 @@ class CodistillConfig:
     topology: str = "all_to_all"
     teacher_precision: str = "float32"
     partition: str = "disjoint"
-    teacher: str = "peers"  # or a label-smoothing baseline: "uniform" or "unigram"
+    teacher: str = "peers"  # or label smoothing ("uniform", "unigram"), or "ensemble"
+    teacher_dirs: tuple[str, ...] = ()  # --teacher=ensemble: trained groups to distill from
     staleness_warning_s: float = 600.0
 
 
@@ -78,6 +79,7 @@ class TrainerConfig:
     warmup_steps: int = 0
     lr_decay_boundaries: tuple[int, ...] = ()
     steps_per_loop: int = 50
+    keep_checkpoints: int = 3  # 0: keep one per loop, for validation curves
     eval_steps: int = 50
     seed: int = 0
 
@@ -151,6 +153,13 @@ def _check_ranges(config: RunConfig) -> None:
     for name, value, valid, expected in checks:
         if not valid:
             raise ConfigError(f"--{name}={value} is out of range; pass a value {expected}.")
+    if trainer.keep_checkpoints < 0:
+        raise ConfigError(f"--keep_checkpoints={trainer.keep_checkpoints} is out of range; "
+                          "pass a value >= 0 (0: keep all).")
+    if (codistill.teacher == "ensemble") != bool(codistill.teacher_dirs):
+        raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
+                          "together: pass --teacher=ensemble --teacher_dirs=<trained group "
+                          "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
 
 
 def write_or_check(config: RunConfig) -> None:

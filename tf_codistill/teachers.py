@@ -66,20 +66,29 @@ class InProcessPeers(TeacherSource):
 
 
 class FixedTeacher(TeacherSource):
-    """A trained model whose predictions stay fixed: offline distillation."""
+    """Trained models whose predictions stay fixed: offline distillation.
 
-    def __init__(self, model: keras.Model):
-        compat.require_tf_keras_model(model, "teacher")
-        model.trainable = False
-        self._model = model
+    Given several models, the teacher is their ensemble (the mean of their
+    predicted probabilities): the second phase of two-phase distillation.
+    """
+
+    def __init__(self, models: keras.Model | Sequence[keras.Model]):
+        models = tuple(models) if isinstance(models, (list, tuple)) else (models,)
+        if not models:
+            raise ValueError("FixedTeacher needs at least one trained model.")
+        for index, model in enumerate(models):
+            compat.require_tf_keras_model(
+                model, "teacher" if len(models) == 1 else f"teacher[{index}]")
+            model.trainable = False
+        self._models = models
 
     @property
     def frozen_models(self):
-        return (self._model,)
+        return self._models
 
     def frozen_predictions(self, x):
-        logits = self._model(x, training=False)
-        return [(tf.stop_gradient(logits), tf.constant(1.0))]
+        return [(tf.stop_gradient(model(x, training=False)), tf.constant(1.0))
+                for model in self._models]
 
 
 class PriorTeacher(TeacherSource):

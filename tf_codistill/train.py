@@ -53,6 +53,9 @@ flags.DEFINE_float("momentum", 0.9, "Momentum of --optimizer=momentum.")
 flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
 flags.DEFINE_list("lr_decay_boundaries", [], "Steps at which the learning rate drops x0.1.")
 flags.DEFINE_integer("steps_per_loop", 50, "Steps between checkpoints and progress lines.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept per group; 0 keeps one per "
+                     "--steps_per_loop, from which tf_codistill.evaluate draws validation "
+                     "curves.")
 flags.DEFINE_integer("eval_steps", 50, "Evaluation batches at the end (0: the whole set).")
 flags.DEFINE_integer("seed", 0, "Seed for initialization and data order.")
 # Codistillation.
@@ -73,7 +76,10 @@ flags.DEFINE_enum("partition", "disjoint", config_lib.PARTITIONS,
 flags.DEFINE_enum("teacher", "peers", config_lib.TEACHERS,
                   "What the distillation term pulls toward: the peer groups' predictions, or, "
                   "as the paper's label-smoothing baselines, the uniform or unigram "
-                  "distribution of the training targets.")
+                  "distribution of the training targets; or, for two-phase distillation, "
+                  "the ensemble of the trained groups in --teacher_dirs.")
+flags.DEFINE_list("teacher_dirs", [], "--teacher=ensemble: trained group directories (e.g. "
+                  "runs/a/group_0,runs/b/group_0) whose mean prediction is the fixed teacher.")
 flags.DEFINE_float("staleness_warning_s", 600.0, "Warn when a peer published nothing new "
                    "for this many seconds.")
 # Data.
@@ -114,14 +120,15 @@ def config_from_flags() -> config_lib.RunConfig:
             momentum=FLAGS.momentum,
             warmup_steps=FLAGS.warmup_steps,
             lr_decay_boundaries=tuple(int(b) for b in FLAGS.lr_decay_boundaries),
-            steps_per_loop=FLAGS.steps_per_loop, eval_steps=FLAGS.eval_steps,
+            steps_per_loop=FLAGS.steps_per_loop, keep_checkpoints=FLAGS.keep_checkpoints,
+            eval_steps=FLAGS.eval_steps,
             seed=FLAGS.seed),
         codistill=config_lib.CodistillConfig(
             distill_loss=FLAGS.distill_loss, distill_weight=FLAGS.distill_weight,
             temperature=FLAGS.temperature, burn_in_steps=FLAGS.burn_in_steps,
             reload_interval=FLAGS.reload_interval, topology=FLAGS.topology,
             teacher_precision=FLAGS.teacher_precision, partition=FLAGS.partition,
-            teacher=FLAGS.teacher,
+            teacher=FLAGS.teacher, teacher_dirs=tuple(FLAGS.teacher_dirs),
             staleness_warning_s=FLAGS.staleness_warning_s),
         data=config_lib.DataConfig(
             train_files=tuple(FLAGS.train_files), eval_files=tuple(FLAGS.eval_files),

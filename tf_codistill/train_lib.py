@@ -19,12 +19,13 @@ from absl import logging
 
 from tf_codistill import callbacks as callbacks_lib
 from tf_codistill import config as config_lib
+from tf_codistill import evaluation
 from tf_codistill import exchange
 from tf_codistill.model import CodistillModel
 from tf_codistill.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy)
 from tf_codistill.strategies import get_strategy
-from tf_codistill.teachers import PriorTeacher
+from tf_codistill.teachers import FixedTeacher, PriorTeacher
 from tf_codistill.tasks import get_task
 from tf_codistill.topology import peers_of
 
@@ -50,7 +51,7 @@ def run(config: config_lib.RunConfig) -> dict:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         manager = tf.train.CheckpointManager(
             checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
-            max_to_keep=3)
+            max_to_keep=config.trainer.keep_checkpoints or None)
         start_step = _restore(checkpoint, config, model.student)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
@@ -70,14 +71,18 @@ def run(config: config_lib.RunConfig) -> dict:
 def _build(config, task, strategy):
     """The compiled CodistillModel, built in the strategy's scope, and its checkpoint peers.
 
-    The student's teacher is the peer groups, or with --teacher=uniform|unigram a
-    fixed prior (the label-smoothing baselines); peers is None without peer groups.
+    The student's teacher is the peer groups; with --teacher=uniform|unigram a
+    fixed prior (the label-smoothing baselines); with --teacher=ensemble the
+    trained groups of --teacher_dirs (two-phase distillation). peers is None
+    without peer groups.
     """
     per_replica_batch = _per_replica_batch(config, strategy)
     with strategy.scope():
         student = task.build_model(per_replica_batch)
         if config.codistill.teacher == "peers":
             teacher = peers = _checkpoint_peers(config, task, per_replica_batch)
+        elif config.codistill.teacher == "ensemble":
+            teacher, peers = _ensemble_teacher(config, task, per_replica_batch), None
         else:
             teacher, peers = PriorTeacher(task.label_prior(config.codistill.teacher)), None
         model = CodistillModel(
@@ -162,6 +167,19 @@ def _checkpoint_peers(config, task, per_replica_batch):
                            reload_interval=config.codistill.reload_interval,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
                            staleness_warning_s=config.codistill.staleness_warning_s)
+
+
+def _ensemble_teacher(config, task, per_replica_batch):
+    """The frozen ensemble of already trained groups: phase two of two-phase distillation."""
+    directories = config.codistill.teacher_dirs
+    configs = [evaluation.load_run_config(directory) for directory in directories]
+    evaluation.check_same_model([config, *configs], "--teacher_dirs")
+    models = []
+    for directory in directories:
+        model = task.build_model(per_replica_batch)
+        evaluation.restore_student(model, evaluation.latest_checkpoint(directory))
+        models.append(model)
+    return FixedTeacher(models)
 
 
 def _writable_dir(directory, chief):

@@ -1,0 +1,144 @@
+"""Held-out loss of models and ensembles from checkpoints; two-phase distillation."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import lm, runs
+from tf_codistill import config as config_lib
+from tf_codistill import evaluate, evaluation, train_lib
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return lm.make_corpus(tmp_path_factory.mktemp("lm"))
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, corpus):
+    """Two LM groups trained with different seeds, every checkpoint kept."""
+    files, vocab = corpus
+    results = []
+    for seed in (0, 1):
+        directory = tmp_path_factory.mktemp(f"run{seed}")
+        config = lm.lm_config(directory, files, vocab)
+        config = dataclasses.replace(config, trainer=dataclasses.replace(
+            config.trainer, seed=seed, keep_checkpoints=0))
+        results.append((config, train_lib.run(config)))
+    return results
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_mean_probability_nll_matches_numpy_for_softmax_and_sigmoid():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 3, 5, 7)).astype("float32")
+    labels = rng.integers(0, 7, size=(3, 5))
+    mean = (_softmax(a) + _softmax(b)) / 2
+    expected = -np.log(np.take_along_axis(mean, labels[..., None], -1)[..., 0])
+    got = evaluation.mean_probability_nll("softmax", [a, b], labels)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+    x, y = rng.normal(size=(2, 6, 1)).astype("float32") * 5
+    targets = rng.integers(0, 2, size=(6, 1))
+    p = (1 / (1 + np.exp(-x)) + 1 / (1 + np.exp(-y))) / 2
+    expected = -(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+    np.testing.assert_allclose(evaluation.mean_probability_nll("sigmoid", [x, y], targets),
+                               expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="output_kind"):
+        evaluation.mean_probability_nll("linear", [x], targets)
+
+
+def test_one_member_scores_what_the_run_evaluated_and_an_ensemble_helps(two_runs):
+    (config, metrics), (other, other_metrics) = two_runs
+    evaluator = evaluation.Evaluator(config, tf.distribute.get_strategy())
+    latest = [evaluation.latest_checkpoint(c.group_dir) for c in (config, other)]
+    assert evaluator.loss(latest[:1]) == pytest.approx(metrics["eval_loss"], rel=1e-4)
+    assert evaluator.loss(latest[:1] * 2) == pytest.approx(metrics["eval_loss"], rel=1e-4)
+    ensemble = evaluator.loss(latest)
+    # The loss of a mean of probabilities is at most the mean of the losses (convexity).
+    assert ensemble <= (evaluator.loss(latest[:1]) + evaluator.loss(latest[1:])) / 2 + 1e-6
+
+
+def test_a_curve_scores_every_kept_checkpoint(two_runs):
+    (config, metrics), (other, _) = two_runs
+    assert list(evaluation.checkpoint_steps(config.group_dir)) == [3, 6]
+    results = evaluate.evaluate([config.group_dir, other.group_dir], curve=True)
+    assert [p["step"] for p in results["members"][0]] == [3, 6]
+    assert results["members"][0][-1]["loss"] == pytest.approx(metrics["eval_loss"], rel=1e-4)
+    assert [p["step"] for p in results["ensemble"]] == [3, 6]
+    assert "ensemble (mean probability)" in evaluate.format_results(results)
+    curve = results["members"][0]
+    assert evaluation.steps_to_reach(curve, curve[-1]["loss"]) in (3, 6)
+    assert evaluation.steps_to_reach(curve, -1.0) is None
+    assert evaluation.best_loss(curve) == min(p["loss"] for p in curve)
+
+
+def test_two_phase_distillation_trains_a_fresh_model_on_the_ensemble(two_runs, tmp_path):
+    (config, _), (other, _) = two_runs
+    before = tf.train.load_checkpoint(evaluation.latest_checkpoint(config.group_dir))
+    student = dataclasses.replace(
+        config, model_dir=str(tmp_path), codistill=dataclasses.replace(
+            config.codistill, teacher="ensemble",
+            teacher_dirs=(config.group_dir, other.group_dir)))
+    metrics = train_lib.run(student)
+    assert metrics["global_step"] == 6 and metrics["distill_loss"] > 0
+    assert metrics["teacher_reloads"] == 0
+    saved = json.loads((tmp_path / "group_0" / "config.json").read_text())
+    assert saved["codistill"]["teacher_dirs"] == [config.group_dir, other.group_dir]
+    after = tf.train.load_checkpoint(evaluation.latest_checkpoint(config.group_dir))
+    for name in before.get_variable_to_shape_map():
+        np.testing.assert_array_equal(before.get_tensor(name), after.get_tensor(name))
+
+
+def test_teacher_dirs_of_another_model_or_without_checkpoints_are_refused(two_runs, tmp_path):
+    (config, _), _ = two_runs
+    bigger = dataclasses.replace(config, model_dir=str(tmp_path / "big"), model=dataclasses.replace(
+        config.model, units=32), codistill=dataclasses.replace(
+            config.codistill, teacher="ensemble", teacher_dirs=(config.group_dir,)))
+    with pytest.raises(config_lib.ConfigError, match="one task and architecture"):
+        train_lib.run(bigger)
+    config_lib.write_or_check(dataclasses.replace(config, model_dir=str(tmp_path / "empty")))
+    untrained = dataclasses.replace(config, model_dir=str(tmp_path / "s"),
+                                    codistill=dataclasses.replace(
+                                        config.codistill, teacher="ensemble",
+                                        teacher_dirs=(str(tmp_path / "empty" / "group_0"),)))
+    with pytest.raises(config_lib.ConfigError, match="no checkpoint yet"):
+        train_lib.run(untrained)
+    with pytest.raises(config_lib.ConfigError, match="no config.json"):
+        evaluation.load_run_config(str(tmp_path / "nothing"))
+
+
+@pytest.mark.parametrize("codistill, message", [
+    ({"teacher": "ensemble"}, "--teacher_dirs"),
+    ({"teacher_dirs": ("runs/a/group_0",)}, "--teacher=ensemble"),
+])
+def test_teacher_ensemble_flags_go_together(codistill, message, tmp_path):
+    config = config_lib.RunConfig(task="clusters", model_dir=str(tmp_path),
+                                  codistill=config_lib.CodistillConfig(**codistill))
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.check_choices(config)
+
+
+def test_the_evaluate_command_prints_and_writes_the_ensemble(two_runs, tmp_path):
+    (config, _), (other, _) = two_runs
+    output = tmp_path / "results.json"
+    process = subprocess.run(
+        [sys.executable, "-m", "tf_codistill.evaluate",
+         f"--group_dirs={config.group_dir},{other.group_dir}", f"--output={output}"],
+        cwd=runs.REPO, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert "ensemble (mean probability)" in process.stdout
+    results = json.loads(output.read_text())
+    assert len(results["members"]) == 2 and results["ensemble"] > 0
+    bad = subprocess.run([sys.executable, "-m", "tf_codistill.evaluate"],
+                         cwd=runs.REPO, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--group_dirs is empty" in bad.stderr

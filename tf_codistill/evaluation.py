@@ -1,0 +1,219 @@
+"""Held-out loss of a model or of an ensemble, from the checkpoints runs keep.
+
+The paper's 2-ensemble baseline averages the *predicted probabilities* of
+independently trained models; its loss is the cross entropy of that mean.
+Members are evaluated in lockstep on the same held-out batches (stateful LM
+members each carry their own state over the same streams), so one model is
+the 1-member case and its loss equals ``model.evaluate``'s.
+
+Validation curves come from the checkpoints a run kept (``--keep_checkpoints=0``
+keeps one per ``--steps_per_loop``), so training pays nothing for them and any
+set of runs can be compared afterwards on one common held-out stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tf_codistill import config as config_lib
+from tf_codistill.tasks import get_task
+
+CHECKPOINTS = "checkpoints"
+_CHECKPOINT_NUMBER = re.compile(r"-(\d+)$")
+
+
+def load_run_config(group_dir: str) -> config_lib.RunConfig:
+    """The RunConfig a group wrote into ``<group_dir>/config.json``."""
+    path = os.path.join(group_dir, "config.json")
+    if not tf.io.gfile.exists(path):
+        raise config_lib.ConfigError(
+            f"{group_dir} holds no config.json: pass the directory of a trained group, "
+            "e.g. <model_dir>/group_0 or <model_dir>/baseline/group_0.")
+    with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+    sections = {"trainer": config_lib.TrainerConfig, "codistill": config_lib.CodistillConfig,
+                "data": config_lib.DataConfig, "model": config_lib.ModelConfig}
+    values = {key: value for key, value in saved.items() if key not in sections}
+    for key, section in sections.items():
+        fields = {f.name for f in dataclasses.fields(section)}
+        values[key] = section(**{k: _tuples(v) for k, v in saved.get(key, {}).items()
+                                 if k in fields})
+    return config_lib.RunConfig(**values)
+
+
+def _tuples(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def check_same_model(configs: Sequence[config_lib.RunConfig], what: str) -> None:
+    """Members of an ensemble must share the task and the architecture."""
+    first = configs[0]
+    for other in configs[1:]:
+        if (other.task, other.model) != (first.task, first.model):
+            raise config_lib.ConfigError(
+                f"{what}: {other.group_dir} trained --task={other.task} with "
+                f"{other.model}, but {first.group_dir} trained --task={first.task} with "
+                f"{first.model}; pass runs of one task and architecture.")
+
+
+def checkpoint_steps(group_dir: str) -> dict[int, str]:
+    """{step: checkpoint path} of every checkpoint a group kept."""
+    state = tf.train.get_checkpoint_state(os.path.join(group_dir, CHECKPOINTS))
+    if state is None:
+        return {}
+    paths = {}
+    for path in state.all_model_checkpoint_paths:
+        match = _CHECKPOINT_NUMBER.search(path)
+        if match:
+            paths[int(match.group(1))] = path
+    return dict(sorted(paths.items()))
+
+
+def latest_checkpoint(group_dir: str) -> str:
+    path = tf.train.latest_checkpoint(os.path.join(group_dir, CHECKPOINTS))
+    if path is None:
+        raise config_lib.ConfigError(
+            f"{group_dir} has no checkpoint yet: train it first (the train command writes "
+            f"{group_dir}/{CHECKPOINTS}/).")
+    return path
+
+
+def restore_student(student: keras.Model, checkpoint_path: str) -> None:
+    """Loads the student's weights from a train checkpoint (optimizer and peers ignored)."""
+    target = tf.train.Checkpoint(model=tf.train.Checkpoint(student=student))
+    try:
+        target.read(checkpoint_path).expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise config_lib.ConfigError(
+            f"Cannot load {checkpoint_path} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]}). Its run used another architecture, batch size "
+            "or strategy; rebuild the model the way that run did.") from None
+    if hasattr(student, "reset_states"):
+        student.reset_states()
+
+
+def mean_probability_nll(output_kind: str, logits: Sequence[tf.Tensor], labels) -> tf.Tensor:
+    """Per-element negative log likelihood of the members' mean predicted probability."""
+    log_members = tf.math.log(float(len(logits)))
+    if output_kind == "softmax":
+        log_probs = tf.stack([tf.nn.log_softmax(tf.cast(l, tf.float32)) for l in logits])
+        log_mean = tf.reduce_logsumexp(log_probs, axis=0) - log_members
+        labels = tf.cast(labels, tf.int32)
+        if labels.shape.rank == log_mean.shape.rank:  # class ids as [..., 1]
+            labels = tf.squeeze(labels, -1)
+        return -tf.gather(log_mean, labels, batch_dims=labels.shape.rank)
+    if output_kind == "sigmoid":
+        stacked = tf.stack([tf.cast(l, tf.float32) for l in logits])
+        log_p = tf.reduce_logsumexp(tf.math.log_sigmoid(stacked), axis=0) - log_members
+        log_not_p = tf.reduce_logsumexp(tf.math.log_sigmoid(-stacked), axis=0) - log_members
+        labels = tf.reshape(tf.cast(labels, tf.float32), tf.shape(log_p))
+        return -(labels * log_p + (1.0 - labels) * log_not_p)
+    raise ValueError(f"output_kind must be 'softmax' or 'sigmoid', got {output_kind!r}.")
+
+
+def ensemble_loss(task, strategy: tf.distribute.Strategy, members: Sequence[keras.Model],
+                  steps: int | None = None) -> float:
+    """Held-out cross entropy of the members' mean probability (one member: its own loss).
+
+    ``steps`` batches of ``task.eval_dataset`` are read; None reads one pass.
+    Stateful members start from zero state.
+    """
+    for member in members:
+        if hasattr(member, "reset_states"):
+            member.reset_states()
+
+    def replica_step(batch):
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(batch)
+        nll = mean_probability_nll(task.output_kind,
+                                   [m(x, training=False) for m in members], y)
+        weights = tf.ones_like(nll) if weights is None else tf.reshape(
+            tf.cast(weights, tf.float32), tf.shape(nll))
+        return tf.reduce_sum(nll * weights), tf.reduce_sum(weights)
+
+    @tf.function
+    def step(batch):
+        per_replica = strategy.run(replica_step, args=(batch,))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
+                for t in per_replica]
+
+    total, count = 0.0, 0.0
+    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
+    for index, batch in enumerate(dataset):
+        if steps is not None and index >= steps:
+            break
+        batch_total, batch_count = step(batch)
+        total += float(batch_total)
+        count += float(batch_count)
+    if not count:
+        raise config_lib.ConfigError(
+            "The held-out set is empty: raise --validation_fraction or pass --eval_files.")
+    return total / count
+
+
+@dataclasses.dataclass
+class Evaluator:
+    """Evaluates groups (alone or as ensembles) of one task on one held-out stream.
+
+    ``eval_config`` fixes the held-out data, batch size and ``eval_steps``; the
+    members are rebuilt as that config builds its model, in ``strategy``'s
+    scope, and loaded from the groups' checkpoints.
+    """
+
+    eval_config: config_lib.RunConfig
+    strategy: tf.distribute.Strategy
+
+    def __post_init__(self):
+        self.task = get_task(self.eval_config)
+        self.task.check_inputs()
+        self._models: list[keras.Model] = []
+
+    def _members(self, count: int) -> list[keras.Model]:
+        per_replica = self.eval_config.trainer.batch_size // self.strategy.num_replicas_in_sync
+        with self.strategy.scope():
+            while len(self._models) < count:
+                self._models.append(self.task.build_model(per_replica))
+        return self._models[:count]
+
+    def loss(self, checkpoint_paths: Sequence[str]) -> float:
+        """Held-out loss of the ensemble of these checkpoints (one path: one model)."""
+        members = self._members(len(checkpoint_paths))
+        for member, path in zip(members, checkpoint_paths):
+            restore_student(member, path)
+        return ensemble_loss(self.task, self.strategy, members,
+                             self.eval_config.trainer.eval_steps or None)
+
+    def curve(self, group_dirs: Sequence[str]) -> list[dict]:
+        """[{step, loss}] at every step at which all the groups kept a checkpoint."""
+        steps = [checkpoint_steps(d) for d in group_dirs]
+        common = sorted(set.intersection(*(set(s) for s in steps)))
+        if not common:
+            raise config_lib.ConfigError(
+                f"{list(group_dirs)} kept no checkpoint at a common step; train them with the "
+                "same --steps_per_loop and --keep_checkpoints=0.")
+        return [{"step": step, "loss": self.loss([s[step] for s in steps])}
+                for step in common]
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+def steps_to_reach(curve: Sequence[dict], target: float) -> int | None:
+    """The first step at which a curve's loss is <= target; None if it never is."""
+    for point in curve:
+        if point["loss"] <= target:
+            return point["step"]
+    return None
+
+
+def best_loss(curve: Sequence[dict]) -> float:
+    return float(np.min([point["loss"] for point in curve]))
