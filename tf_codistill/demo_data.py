@@ -10,13 +10,15 @@ so the demo runs through the real reader, filter, tokenizer and batcher.
 
 from __future__ import annotations
 
+import ast
 import gzip
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
 import uuid
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from data_pipelines.synthetic_wet import frame_record, warcinfo_record
 
@@ -52,6 +54,39 @@ def python_documents() -> Iterator[tuple[str, str]]:
             yield f"https://docs.python.org/3/library/{name}", text
 
 
+def library_documents(packages: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(uri, text) of the docstrings of each installed package's modules, one per file.
+
+    Sources are parsed, not imported, so any installed package is safe to read;
+    tests are skipped. A package that is not installed is an error naming it.
+    """
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.origin:
+            raise ValueError(f"package {package!r} is not installed; pass installed packages.")
+        root = os.path.dirname(spec.origin)
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = sorted(d for d in subdirectories if "test" not in d)
+            for name in sorted(files):
+                if name.endswith(".py") and "test" not in name:
+                    path = os.path.join(directory, name)
+                    text = _docstrings(path)
+                    if text:
+                        relative = os.path.relpath(path, os.path.dirname(root))
+                        yield f"https://python.invalid/site-packages/{relative}", text
+
+
+def _docstrings(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return ""
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docs = [ast.get_docstring(node) for node in ast.walk(tree) if isinstance(node, kinds)]
+    return "\n\n".join(doc for doc in docs if doc)
+
+
 def _module_text(name: str) -> str:
     try:
         module = importlib.import_module(name)
@@ -70,8 +105,12 @@ def _module_text(name: str) -> str:
     return "\n\n".join(doc for doc in docs if doc)
 
 
-def write_python_docs_wet(path: str, min_paragraphs: int = 1) -> int:
+def write_python_docs_wet(path: str, min_paragraphs: int = 1,
+                          libraries: Sequence[str] = ()) -> int:
     """Writes the documents as a gzipped WET file (one gzip member per record).
+
+    ``libraries`` adds the docstrings of those installed packages: a corpus
+    several times larger, for experiments that should not repeat their data.
 
     Returns the number of documents written. Record ids are derived from the
     URI, so the train/validation partition is the same on every machine.
@@ -81,7 +120,7 @@ def write_python_docs_wet(path: str, min_paragraphs: int = 1) -> int:
     tmp = path + ".tmp"
     with open(tmp, "wb") as out:
         out.write(gzip.compress(warcinfo_record(os.path.basename(path)), compresslevel=6))
-        for uri, text in python_documents():
+        for uri, text in corpus_documents(libraries):
             paragraphs = prose_paragraphs(text)
             if len(paragraphs) < min_paragraphs:
                 continue
@@ -93,7 +132,14 @@ def write_python_docs_wet(path: str, min_paragraphs: int = 1) -> int:
     return count
 
 
-def prepare(model_dir: str, vocab: str = "", vocab_size: int = 4000) -> tuple[str, str]:
+def corpus_documents(libraries: Sequence[str] = ()) -> Iterator[tuple[str, str]]:
+    """Python's documentation, then the docstrings of ``libraries``."""
+    yield from python_documents()
+    yield from library_documents(libraries)
+
+
+def prepare(model_dir: str, vocab: str = "", vocab_size: int = 4000,
+            libraries: Sequence[str] = ()) -> tuple[str, str]:
     """Writes the demo's WET file and, unless ``vocab`` is given, trains a vocabulary.
 
     Both land in ``<model_dir>/data/`` and are reused when present, so a rerun
@@ -102,13 +148,16 @@ def prepare(model_dir: str, vocab: str = "", vocab_size: int = 4000) -> tuple[st
     import tokenizer as tokenizer_lib
 
     data_dir = os.path.join(model_dir, "data")
-    wet_path = os.path.join(data_dir, "python_docs.wet.gz")
+    name = "+".join(["python_docs", *libraries])
+    wet_path = os.path.join(data_dir, f"{name}.wet.gz")
     if not os.path.exists(wet_path):
-        write_python_docs_wet(wet_path)
+        write_python_docs_wet(wet_path, libraries=libraries)
     if vocab:
         return wet_path, vocab
-    vocab_path = os.path.join(data_dir, f"vocab_{vocab_size}.model")
+    vocab_path = os.path.join(data_dir, f"{name}_vocab_{vocab_size}.model" if libraries
+                              else f"vocab_{vocab_size}.model")
     if not os.path.exists(vocab_path):
-        documents = ("\n".join(prose_paragraphs(text)) for _, text in python_documents())
+        documents = ("\n".join(prose_paragraphs(text))
+                     for _, text in corpus_documents(libraries))
         tokenizer_lib.train_vocabulary(documents, vocab_path, vocab_size=vocab_size)
     return wet_path, vocab_path
