@@ -92,6 +92,8 @@ def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
     (["--temperature=0"], "--temperature=0.0 is out of range; pass a value > 0"),
     (["--distill_weight=-1"], "--distill_weight=-1.0 is out of range"),
     (["--validation_fraction=1.5"], "--validation_fraction=1.5 is out of range"),
+    (["--weight_decay_schedule=step_with_lr", "--lr_decay_boundaries=100"],
+     "needs two --lr_decay_boundaries, got 1"),
 ])
 def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
     code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", *flags], timeout=120)
