@@ -7,9 +7,11 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from data_pipelines import imagenet
-from tf_codistill import schedules
+from tf_codistill import config as config_lib
+from tf_codistill import schedules, train_lib
 from tf_codistill.models.resnet import (build_image_model, build_resnet50, build_small_resnet,
                                         imagenet_metrics)
+from tf_codistill.tasks import get_task
 
 NUM_CLASSES = 4
 SIZE = 32
@@ -118,3 +120,23 @@ def test_codistilled_resnets_train_under_mirrored_strategy(imagenet_dir, mirrore
     logs = model.evaluate(imagenet.imagenet_dataset(imagenet_dir, "validation", 4,
                                                     image_size=SIZE), return_dict=True, verbose=0)
     assert 0.0 <= logs["top1"] <= 1.0
+
+
+@pytest.mark.parametrize("weight_decay_schedule", ["constant", "step_with_lr"])
+def test_the_weight_decay_schedule_flag_reaches_the_built_model(weight_decay_schedule):
+    config = config_lib.RunConfig(
+        task="imagenet", model_dir="unused",
+        trainer=config_lib.TrainerConfig(batch_size=4, optimizer="momentum", warmup_steps=1,
+                                         lr_decay_boundaries=(2, 3),
+                                         weight_decay_schedule=weight_decay_schedule),
+        model=config_lib.ModelConfig(image_model="small_resnet", image_size=SIZE,
+                                     num_classes=NUM_CLASSES))
+    model, _ = train_lib._build(config, get_task(config), tf.distribute.get_strategy())
+    model.optimizer.iterations.assign(3)  # past the second learning-rate decay
+    decay = float(tf.add_n(model.student.losses))
+    logs = model.train_on_batch(tf.random.normal([4, SIZE, SIZE, 3], seed=0),
+                                tf.constant([0, 1, 2, 3]), return_dict=True)
+    scale = {"constant": 1.0, "step_with_lr": 0.0}[weight_decay_schedule]
+    assert decay > 1e-3 and logs["distill_loss"] == 0  # no peers: task loss + weight decay
+    assert logs["loss"] == pytest.approx(logs["task_loss"] + scale * decay, rel=1e-5)
+    assert (model.regularization_schedule is None) == (weight_decay_schedule == "constant")

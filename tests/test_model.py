@@ -7,6 +7,7 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
+from tf_codistill import schedules
 
 
 def _codistill(student, teacher, **kwargs):
@@ -79,6 +80,38 @@ def test_burn_in_trains_on_the_task_loss_alone_then_switches_the_term_on():
         np.testing.assert_allclose(a, b, rtol=1e-6)
     logs = model.train_on_batch(x, y, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["task_loss"] + logs["distill_loss"])
+
+
+def _with_weight_decay(model, decay):
+    """An L2 model loss on the kernels, as models/resnet.py adds it."""
+    kernels = [w for w in model.trainable_weights if "kernel" in w.name]
+    model.add_loss(lambda: decay * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels]))
+    return model
+
+
+def test_a_regularization_schedule_scales_each_copys_weight_decay_by_step():
+    """x1, x0.1 from step 1, 0 from step 2: then the update is the undecayed one."""
+    x, y = tiny.classification_data(16)
+    schedule = schedules.WeightDecaySchedule.step_with_lr([1, 2])
+    copies = [_with_weight_decay(tiny.classifier(seed), 0.1) for seed in (1, 2)]
+    scheduled = _codistill(copies[0], tc.InProcessPeers(copies[1:]),
+                           regularization_schedule=schedule)
+    plain = _codistill(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]))
+    for scale in (1.0, 0.1, 0.0, 0.0):
+        for mine, other in zip(plain.trainable_weights, scheduled.trainable_weights):
+            mine.assign(other)  # both models take this step from the same weights
+        decay = float(tf.add_n(scheduled.student.losses))
+        logs = scheduled.train_on_batch(x, y, return_dict=True)
+        plain.train_on_batch(x, y)
+        assert logs["loss"] == pytest.approx(
+            logs["task_loss"] + logs["distill_loss"] + scale * decay, rel=1e-5)
+        same = [np.allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=0)
+                for a, b in zip(plain.trainable_weights, scheduled.trainable_weights)]
+        kernels = [s for s, w in zip(same, plain.trainable_weights) if "kernel" in w.name]
+        assert len(kernels) == 4  # two per copy: the peer is scheduled too
+        assert all(kernels) if scale == 0 else not any(kernels)
+    with pytest.raises(TypeError, match="regularization_schedule must be a function"):
+        tc.CodistillModel(tiny.classifier(1), regularization_schedule=0.1)
 
 
 def test_distillation_pulls_the_student_towards_the_teacher():

@@ -92,6 +92,8 @@ def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
     (["--temperature=0"], "--temperature=0.0 is out of range; pass a value > 0"),
     (["--distill_weight=-1"], "--distill_weight=-1.0 is out of range"),
     (["--validation_fraction=1.5"], "--validation_fraction=1.5 is out of range"),
+    (["--weight_decay_schedule=step_with_lr", "--lr_decay_boundaries=100"],
+     "needs two --lr_decay_boundaries, got 1"),
 ])
 def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
     code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", *flags], timeout=120)
@@ -103,13 +105,17 @@ def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
 def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
     code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2",
                              "--train_steps=200", "--steps_per_loop=50",
-                             "--reload_interval=10", "--baseline"], timeout=300)
+                             "--reload_interval=10", "--baseline",
+                             "--weight_decay_schedule=step_with_lr",
+                             "--lr_decay_boundaries=100,150"], timeout=300)
     assert code == 0, output[-3000:]
     assert "perplexity" in output and "outputs:" in output
     assert any(line.startswith("baseline ") for line in output.splitlines())
     baseline = runs.metrics(tmp_path / "baseline", 0)
     assert baseline["global_step"] == 200 and baseline["teacher_reloads"] == 0
     assert baseline["distill_loss"] == 0
+    baseline_config = json.loads((tmp_path / "baseline" / "group_0" / "config.json").read_text())
+    assert baseline_config["trainer"]["weight_decay_schedule"] == "constant"  # the paper's
     metrics = [runs.metrics(tmp_path, group) for group in (0, 1)]
     for group, m in enumerate(metrics):
         assert m["global_step"] == 200 and m["peer_bytes_read"] > 0

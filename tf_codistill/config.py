@@ -20,6 +20,7 @@ from tf_codistill.topology import TOPOLOGIES, peers_of
 OPTIMIZERS = ("adam", "adagrad", "sgd", "momentum")
 PARTITIONS = ("disjoint", "same")
 TEACHERS = ("peers", "uniform", "unigram", "ensemble")
+WEIGHT_DECAY_SCHEDULES = ("constant", "step_with_lr")  # see schedules.weight_decay_schedule
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,7 @@ class TrainerConfig:
     momentum: float = 0.9
     warmup_steps: int = 0
     lr_decay_boundaries: tuple[int, ...] = ()
+    weight_decay_schedule: str = "constant"  # or "step_with_lr" (Sodhani et al. 2021)
     steps_per_loop: int = 50
     keep_checkpoints: int = 3  # 0: keep one per loop, for validation curves
     eval_steps: int = 50
@@ -115,6 +117,7 @@ def check_choices(config: RunConfig) -> None:
         ("teacher_precision", config.codistill.teacher_precision, PRECISIONS),
         ("partition", config.codistill.partition, PARTITIONS),
         ("teacher", config.codistill.teacher, TEACHERS),
+        ("weight_decay_schedule", config.trainer.weight_decay_schedule, WEIGHT_DECAY_SCHEDULES),
     ]
     for name, value, valid in choices:
         if value not in valid:
@@ -128,6 +131,7 @@ def check_choices(config: RunConfig) -> None:
         if value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}.")
     _check_ranges(config)
+    _check_weight_decay_schedule(config.trainer)
     if not 0 <= config.group < config.num_groups:
         raise ConfigError(f"--group={config.group} is out of range: with "
                           f"--num_groups={config.num_groups}, pass a group between 0 and "
@@ -160,6 +164,15 @@ def _check_ranges(config: RunConfig) -> None:
         raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
                           "together: pass --teacher=ensemble --teacher_dirs=<trained group "
                           "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
+
+
+def _check_weight_decay_schedule(trainer: TrainerConfig) -> None:
+    if trainer.weight_decay_schedule == "step_with_lr" and len(trainer.lr_decay_boundaries) < 2:
+        raise ConfigError(
+            "--weight_decay_schedule=step_with_lr cuts weight decay x0.1 at the first "
+            "learning-rate decay and to 0 at the second, so it needs two "
+            f"--lr_decay_boundaries, got {len(trainer.lr_decay_boundaries)}; pass two or more "
+            "steps (e.g. --lr_decay_boundaries=2346,4692) or --weight_decay_schedule=constant.")
 
 
 def write_or_check(config: RunConfig) -> None:

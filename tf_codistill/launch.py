@@ -25,8 +25,13 @@ BASELINE = "baseline"
 
 
 def baseline_command(argv: list[str], config: config_lib.RunConfig) -> list[str]:
-    """One plain group, no peers, in <model_dir>/baseline: synchronous SGD alone."""
+    """One plain group, no peers, in <model_dir>/baseline: synchronous SGD alone.
+
+    It keeps constant weight decay: the schedule that offsets codistillation's
+    regularization (--weight_decay_schedule) belongs to the codistilled groups.
+    """
     return group_command([*argv, "--num_groups=1", "--nobaseline",
+                          "--weight_decay_schedule=constant",
                           f"--model_dir={os.path.join(config.model_dir, BASELINE)}"], 0)
 
 

@@ -41,12 +41,17 @@ class CodistillModel(keras.Model):
       distill_weight: w >= 0, the weight of the distillation term.
       temperature: T > 0 for "cross_entropy" and "kl" (both scaled by T^2).
       burn_in_steps: optimizer steps trained on the task loss alone.
+      regularization_schedule: None, or a function of the optimizer step returning
+        the factor on each trained copy's regularization losses (``model.losses``,
+        e.g. weight decay), such as ``schedules.WeightDecaySchedule``. Codistillation
+        regularizes by itself, so Sodhani et al. (2021) lower weight decay as training
+        goes on; None adds the losses unscaled.
     """
 
     def __init__(self, student: keras.Model, teacher: TeacherSource | None = None,
                  *, output_kind: str = "softmax", distill_loss="cross_entropy",
                  distill_weight: float = 1.0, temperature: float = 1.0,
-                 burn_in_steps: int = 0, **kwargs):
+                 burn_in_steps: int = 0, regularization_schedule=None, **kwargs):
         super().__init__(**kwargs)
         compat.require_tf_keras_model(student, "student")
         _check_weight(distill_weight)
@@ -58,6 +63,10 @@ class CodistillModel(keras.Model):
             distill_loss, output_kind, temperature)
         self.distill_weight = float(distill_weight)
         self.burn_in_steps = int(burn_in_steps)
+        if regularization_schedule is not None and not callable(regularization_schedule):
+            raise TypeError(f"regularization_schedule must be a function of the optimizer "
+                            f"step or None, got {regularization_schedule!r}.")
+        self.regularization_schedule = regularization_schedule
         self.task_loss = losses_lib.task_loss_for(output_kind)
         self._check_output_shapes_if_built()
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
@@ -145,7 +154,11 @@ class CodistillModel(keras.Model):
         total = task + self.distill_weight_now() * distill
         model = ([self.student] + self.peers)[index]
         if model.losses:
-            total += tf.add_n(model.losses)
+            regularization = tf.add_n(model.losses)
+            if self.regularization_schedule is not None:
+                regularization *= tf.cast(
+                    self.regularization_schedule(self.optimizer.iterations), regularization.dtype)
+            total += regularization
         return total, task, distill
 
     def _check_output_shapes_if_built(self):

@@ -6,10 +6,14 @@
   batch of 256 would.
 * Step decay: multiplied by ``decay_rate`` (0.1) at each boundary (the paper:
   epochs 30, 60 and 80).
+
+``WeightDecaySchedule`` scales the regularization losses by step, e.g. as Sodhani
+et al. (2021) do for codistillation, lowering weight decay with the learning rate.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import tensorflow as tf
@@ -79,3 +83,58 @@ def goyal_schedule_in_epochs(batch_size: int, num_examples: int, warmup_epochs: 
     per_epoch = steps_per_epoch(num_examples, batch_size)
     return GoyalSchedule(batch_size, round(warmup_epochs * per_epoch),
                          [round(e * per_epoch) for e in decay_epochs], **kwargs)
+
+
+class WeightDecaySchedule:
+    """A piecewise-constant multiplier of the regularization losses, by optimizer step.
+
+    ``scales[0]`` applies before ``boundaries[0]`` and ``scales[i]`` from step
+    ``boundaries[i - 1]`` on, so ``WeightDecaySchedule([100, 200], [1, 0.1, 0])``
+    keeps weight decay whole for 100 steps, then a tenth of it, then none.
+    """
+
+    def __init__(self, boundaries: Sequence[int], scales: Sequence[float]):
+        boundaries, scales = [int(b) for b in boundaries], [float(s) for s in scales]
+        if len(scales) != len(boundaries) + 1:
+            raise ValueError(f"Give one scale more than boundaries (a scale before the first "
+                             f"and one after each), got {len(boundaries)} boundaries and "
+                             f"{len(scales)} scales.")
+        if any(b < 0 for b in boundaries) or \
+                any(a >= b for a, b in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"boundaries must be strictly increasing steps >= 0, "
+                             f"got {boundaries}.")
+        if not all(math.isfinite(s) and s >= 0 for s in scales):
+            raise ValueError(f"scales must be finite numbers >= 0, got {scales}.")
+        self.boundaries, self.scales = boundaries, scales
+
+    @classmethod
+    def step_with_lr(cls, lr_decay_boundaries: Sequence[int]) -> "WeightDecaySchedule":
+        """Sodhani et al. (2021): x1, x0.1 after the first learning-rate decay, 0 after the second.
+
+        Codistillation regularizes by itself; lowering weight decay as the rate decays
+        accounts for it (with weight decay 1e-4: 1e-4, then 1e-5, then 0).
+        Boundaries after the second do not change the scale.
+        """
+        if len(lr_decay_boundaries) < 2:
+            raise ValueError(f"step_with_lr needs at least two learning-rate decay boundaries, "
+                             f"got {list(lr_decay_boundaries)}.")
+        return cls(lr_decay_boundaries[:2], [1.0, 0.1, 0.0])
+
+    def __call__(self, step) -> tf.Tensor:
+        passed = tf.cast(tf.cast(step, tf.int64) >= tf.constant(self.boundaries, tf.int64),
+                         tf.int32)
+        return tf.gather(tf.constant(self.scales, tf.float32), tf.reduce_sum(passed))
+
+    def __repr__(self):
+        return f"WeightDecaySchedule(boundaries={self.boundaries}, scales={self.scales})"
+
+
+def weight_decay_schedule(name: str, lr_decay_boundaries: Sequence[int] = ()
+                          ) -> WeightDecaySchedule | None:
+    """The schedule of ``--weight_decay_schedule``; None for "constant" (no scaling)."""
+    if name == "constant":
+        return None
+    if name == "step_with_lr":
+        return WeightDecaySchedule.step_with_lr(lr_decay_boundaries)
+    raise ValueError(f"Unknown weight decay schedule {name!r}; choose 'constant' or "
+                     "'step_with_lr'.")

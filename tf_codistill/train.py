@@ -106,6 +106,11 @@ flags.DEFINE_enum("image_model", "resnet50", ["resnet50", "small_resnet"],
 flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
 flags.DEFINE_integer("num_classes", 1000, "Classes of a classifier.")
 flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay of the image models' kernels.")
+flags.DEFINE_enum("weight_decay_schedule", "constant", config_lib.WEIGHT_DECAY_SCHEDULES,
+                  "Factor on the models' regularization losses (weight decay) by step: "
+                  "constant x1, or step_with_lr, Sodhani et al. (2021)'s accounting for "
+                  "codistillation's own regularization: x1, x0.1 from the first "
+                  "--lr_decay_boundaries step, 0 from the second (needs two boundaries).")
 
 
 def config_from_flags() -> config_lib.RunConfig:
@@ -120,6 +125,7 @@ def config_from_flags() -> config_lib.RunConfig:
             momentum=FLAGS.momentum,
             warmup_steps=FLAGS.warmup_steps,
             lr_decay_boundaries=tuple(int(b) for b in FLAGS.lr_decay_boundaries),
+            weight_decay_schedule=FLAGS.weight_decay_schedule,
             steps_per_loop=FLAGS.steps_per_loop, keep_checkpoints=FLAGS.keep_checkpoints,
             eval_steps=FLAGS.eval_steps,
             seed=FLAGS.seed),

@@ -24,6 +24,7 @@ from tf_codistill import exchange
 from tf_codistill.model import CodistillModel
 from tf_codistill.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy)
+from tf_codistill.schedules import weight_decay_schedule
 from tf_codistill.strategies import get_strategy
 from tf_codistill.teachers import FixedTeacher, PriorTeacher
 from tf_codistill.tasks import get_task
@@ -90,7 +91,9 @@ def _build(config, task, strategy):
             distill_loss=config.codistill.distill_loss,
             distill_weight=config.codistill.distill_weight,
             temperature=config.codistill.temperature,
-            burn_in_steps=config.codistill.burn_in_steps)
+            burn_in_steps=config.codistill.burn_in_steps,
+            regularization_schedule=weight_decay_schedule(
+                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
         model.compile(make_optimizer(config.trainer, task.learning_rate()),
                       metrics=task.metrics())
     return model, peers
