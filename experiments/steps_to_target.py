@@ -1,0 +1,71 @@
+r"""Steps to target: validation cross entropy vs step for the paper's arms (figure 2a).
+
+Trains, on the CPU-sized LM of configs/experiment_lm.flags with real text:
+  * the synchronous-SGD baseline (one group reading all the data), twice (seeds 0, 1);
+  * label smoothing toward the uniform and the unigram distribution (paper 3.3);
+  * 2-way codistillation: two groups on disjoint halves of the data, each reloading
+    the other's checkpoint every 50 steps;
+  * (--two_phase) a fresh model distilled from the ensemble of the two baselines;
+and scores every kept checkpoint on the held-out documents, plus the ensemble of the
+two baselines (mean probability; evaluation only). Reports the steps each arm needs
+to reach the baseline's best validation loss and the ratio to the baseline's steps
+(the paper: about 0.5 for codistillation).
+
+    python experiments/steps_to_target.py     # ~55 min on 2 CPU cores
+    # -> experiments/results/steps_to_target.{json,png}; runs under runs/experiments
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from tf_codistill import experiment_lib  # noqa: E402
+from tf_codistill import lm_experiments as lm  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("root", "runs/experiments", "Where the arms train (shared by experiments).")
+flags.DEFINE_string("output_dir", os.path.join(os.path.dirname(__file__), "results"),
+                    "Where the JSON result and the plot go.")
+flags.DEFINE_integer("train_steps", 1200, "Optimizer steps of every arm (per group).")
+flags.DEFINE_integer("burn_in_steps", 240, "Steps before the distillation term switches on.")
+flags.DEFINE_bool("two_phase", True, "Also distill the baselines' ensemble into a fresh model.")
+flags.DEFINE_list("extra_flags", [], "More train flags for every arm (tiny runs in tests).")
+
+
+def run(root, output_dir, train_steps, burn_in_steps, two_phase=True, extra_flags=(),
+        corpus=None):
+    """Trains what is missing, scores every arm, writes JSON and PNG; returns the result."""
+    codistill = lm.codistill()
+    waves = [[lm.BASELINE, lm.BASELINE_SEED_1],
+             [lm.LABEL_SMOOTHING_UNIFORM, lm.LABEL_SMOOTHING_UNIGRAM], [codistill]]
+    groups = codistill.group_dirs(root)
+    curves = {"baseline": lm.BASELINE.group_dirs(root),
+              "label smoothing (uniform)": lm.LABEL_SMOOTHING_UNIFORM.group_dirs(root),
+              "label smoothing (unigram)": lm.LABEL_SMOOTHING_UNIGRAM.group_dirs(root),
+              "2-way codistillation, group 0": groups[:1],
+              "2-way codistillation, group 1": groups[1:],
+              "ensemble of 2 baselines": (lm.BASELINE.group_dirs(root)
+                                          + lm.BASELINE_SEED_1.group_dirs(root))}
+    if two_phase:
+        waves.append([lm.two_phase(root)])
+        curves["two-phase (distilled ensemble)"] = lm.two_phase(root).group_dirs(root)
+    return experiment_lib.run_experiment(
+        "steps_to_target", root=root, output_dir=output_dir,
+        common_flags=lm.common_flags(root, train_steps, burn_in_steps, extra_flags, corpus),
+        waves=waves, curves=curves, title="Steps to target: CPU-sized LM, 2 x 256 LSTM")
+
+
+def main(argv):
+    del argv
+    result = run(FLAGS.root, FLAGS.output_dir, FLAGS.train_steps, FLAGS.burn_in_steps,
+                 FLAGS.two_phase, FLAGS.extra_flags)
+    print(f"total {result['total_seconds'] / 60:.1f} min; results in {FLAGS.output_dir}")
+
+
+if __name__ == "__main__":
+    app.run(main)
