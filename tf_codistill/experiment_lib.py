@@ -117,11 +117,15 @@ def run_experiment(name: str, *, root: str, output_dir: str, common_flags: Seque
             shown.pop(member)
     summary = steps_to_target(shown, reference)
     print(format_table(summary), flush=True)
+    group_dirs = sorted({d for dirs in curves.values() for d in dirs})
     result = {"experiment": name, "train_flags": list(common_flags),
               "arms": {label: list(dirs) for label, dirs in curves.items()},
+              "group_configs": {d: dataclasses.asdict(evaluation.load_run_config(d))
+                                for d in group_dirs},
               "curves": scored, "group_means": group_means or {}, "summary": summary,
               "training_waves": timings, "total_seconds": time.perf_counter() - start,
               "environment": environment()}
+    os.makedirs(output_dir, exist_ok=True)
     config_lib.write_json(os.path.join(output_dir, f"{name}.json"), result)
     plot_curves(shown, os.path.join(output_dir, f"{name}.png"), title, summary["target_loss"])
     return result
@@ -161,7 +165,6 @@ def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
 
