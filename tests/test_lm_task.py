@@ -71,6 +71,21 @@ def test_python_docs_become_real_english_wet_records(tmp_path):
         assert f.read(10) == b"WARC/1.0\r\n"
 
 
+def test_library_docstrings_join_the_corpus_in_a_mixed_order(tmp_path):
+    path = str(tmp_path / "docs.wet.gz")
+    demo_data.write_python_docs_wet(path, libraries=("absl",))
+    uris = [r.target_uri for r in wet.read_wet_file(path, wet.ReadStats())]
+    from_absl = [i for i, uri in enumerate(uris) if "/site-packages/absl/" in uri]
+    assert len(from_absl) >= 5
+    # Not a curriculum: the library's documents are spread over the whole file.
+    assert from_absl[0] < len(uris) / 3 and from_absl[-1] > 2 * len(uris) / 3
+    again = str(tmp_path / "again.wet.gz")
+    demo_data.write_python_docs_wet(again, libraries=("absl",))
+    assert [r.target_uri for r in wet.read_wet_file(again, wet.ReadStats())] == uris
+    with pytest.raises(ValueError, match="not installed"):
+        list(demo_data.library_documents(["no_such_package_here"]))
+
+
 def test_prose_paragraphs_join_wrapped_lines_and_drop_code():
     text = "A wrapped\nsentence here.\n\n   indented code\n\n>>> print(1)\n\nLast one."
     assert demo_data.prose_paragraphs(text) == ["A wrapped sentence here.", "Last one."]

@@ -112,24 +112,30 @@ def write_python_docs_wet(path: str, min_paragraphs: int = 1,
     ``libraries`` adds the docstrings of those installed packages: a corpus
     several times larger, for experiments that should not repeat their data.
 
+    Documents are written in an order fixed by a hash of their URI, mixed like
+    the pages of a Common Crawl file: in source order, one pass would be a
+    curriculum (the language reference, then one library after another) and a
+    validation curve would follow whichever topic is being trained on.
+
     Returns the number of documents written. Record ids are derived from the
-    URI, so the train/validation partition is the same on every machine.
+    URI, so the partition and the order are the same on every machine.
     """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    count = 0
+    documents = []
+    for uri, text in corpus_documents(libraries):
+        paragraphs = prose_paragraphs(text)
+        if len(paragraphs) >= min_paragraphs:
+            record_id = f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, uri)}>"
+            documents.append((record_id, uri, "\n".join(paragraphs)))
+    documents.sort()
     tmp = path + ".tmp"
     with open(tmp, "wb") as out:
         out.write(gzip.compress(warcinfo_record(os.path.basename(path)), compresslevel=6))
-        for uri, text in corpus_documents(libraries):
-            paragraphs = prose_paragraphs(text)
-            if len(paragraphs) < min_paragraphs:
-                continue
-            record = frame_record("\n".join(paragraphs), target_uri=uri,
-                                  record_id=f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, uri)}>")
+        for record_id, uri, text in documents:
+            record = frame_record(text, target_uri=uri, record_id=record_id)
             out.write(gzip.compress(record, compresslevel=6))
-            count += 1
     os.replace(tmp, path)
-    return count
+    return len(documents)
 
 
 def corpus_documents(libraries: Sequence[str] = ()) -> Iterator[tuple[str, str]]:
