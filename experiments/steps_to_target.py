@@ -24,8 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from tf_codistill import experiment_lib  # noqa: E402
-from tf_codistill import lm_experiments as lm  # noqa: E402
+from tf_codistill import lm_experiments  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/experiments", "Where the arms train (shared by experiments).")
@@ -35,36 +34,12 @@ flags.DEFINE_integer("train_steps", 1000, "Optimizer steps of every arm (per gro
 flags.DEFINE_integer("burn_in_steps", 200, "Steps before the distillation term switches on.")
 flags.DEFINE_bool("two_phase", False, "Also distill the baselines' ensemble into a fresh model "
                   "(one more arm, about 10 more minutes).")
-flags.DEFINE_list("extra_flags", [], "More train flags for every arm (tiny runs in tests).")
-
-
-def run(root, output_dir, train_steps, burn_in_steps, two_phase=False, extra_flags=(),
-        corpus=None):
-    """Trains what is missing, scores every arm, writes JSON and PNG; returns the result."""
-    codistill = lm.codistill()
-    waves = [[lm.BASELINE, lm.BASELINE_SEED_1],
-             [lm.LABEL_SMOOTHING_UNIFORM, lm.LABEL_SMOOTHING_UNIGRAM], [codistill]]
-    groups = codistill.group_dirs(root)
-    curves = {"baseline": lm.BASELINE.group_dirs(root),
-              "label smoothing (uniform)": lm.LABEL_SMOOTHING_UNIFORM.group_dirs(root),
-              "label smoothing (unigram)": lm.LABEL_SMOOTHING_UNIGRAM.group_dirs(root),
-              "2-way codistillation, group 0": groups[:1],
-              "2-way codistillation, group 1": groups[1:],
-              "ensemble of 2 baselines": (lm.BASELINE.group_dirs(root)
-                                          + lm.BASELINE_SEED_1.group_dirs(root))}
-    if two_phase:
-        waves.append([lm.two_phase(root)])
-        curves["two-phase (distilled ensemble)"] = lm.two_phase(root).group_dirs(root)
-    return experiment_lib.run_experiment(
-        "steps_to_target", root=root, output_dir=output_dir,
-        common_flags=lm.common_flags(root, train_steps, burn_in_steps, extra_flags, corpus),
-        waves=waves, curves=curves, title="Steps to target: CPU-sized LM, 2 x 256 LSTM")
 
 
 def main(argv):
     del argv
-    result = run(FLAGS.root, FLAGS.output_dir, FLAGS.train_steps, FLAGS.burn_in_steps,
-                 FLAGS.two_phase, FLAGS.extra_flags)
+    result = lm_experiments.steps_to_target(FLAGS.root, FLAGS.output_dir, FLAGS.train_steps,
+                                           FLAGS.burn_in_steps, FLAGS.two_phase)
     print(f"total {result['total_seconds'] / 60:.1f} min; results in {FLAGS.output_dir}")
 
 
