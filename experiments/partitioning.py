@@ -19,11 +19,7 @@ from absl import app, flags  # noqa: E402
 from tf_codistill import lm_experiments  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("root", "runs/experiments", "Where the arms train (shared by experiments).")
-flags.DEFINE_string("output_dir", os.path.join(os.path.dirname(__file__), "results"),
-                    "Where the JSON result and the plot go.")
-flags.DEFINE_integer("train_steps", 1000, "Optimizer steps of every arm (per group).")
-flags.DEFINE_integer("burn_in_steps", 200, "Steps before the distillation term switches on.")
+lm_experiments.define_flags(flags, sys.argv[0])
 
 
 def main(argv):

@@ -89,16 +89,27 @@ def latest_checkpoint(group_dir: str) -> str:
 
 def restore_student(student: keras.Model, checkpoint_path: str) -> None:
     """Loads the student's weights from a train checkpoint (optimizer and peers ignored)."""
-    target = tf.train.Checkpoint(model=tf.train.Checkpoint(student=student))
+    restore_checkpoint(tf.train.Checkpoint(model=tf.train.Checkpoint(student=student)),
+                       checkpoint_path, student,
+                       "Its run used another architecture, batch size or strategy; rebuild "
+                       "the model the way that run did.")
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: keras.Model,
+                       advice: str) -> None:
+    """Restores ``path`` (extra saved objects ignored) and zeroes ``model``'s carried state.
+
+    A checkpoint of another model is a ConfigError naming it, with ``advice``.
+    The carried state belongs to streams the new reader does not continue.
+    """
     try:
-        target.read(checkpoint_path).expect_partial()
+        checkpoint.restore(path).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as error:
         raise config_lib.ConfigError(
-            f"Cannot load {checkpoint_path} ({type(error).__name__}: "
-            f"{str(error).splitlines()[0]}). Its run used another architecture, batch size "
-            "or strategy; rebuild the model the way that run did.") from None
-    if hasattr(student, "reset_states"):
-        student.reset_states()
+            f"Cannot restore {path} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]}). {advice}") from None
+    if hasattr(model, "reset_states"):
+        model.reset_states()
 
 
 def mean_probability_nll(output_kind: str, logits: Sequence[tf.Tensor], labels) -> tf.Tensor:

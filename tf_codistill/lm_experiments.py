@@ -16,11 +16,23 @@ from tf_codistill import demo_data
 from tf_codistill import experiment_lib
 from tf_codistill.experiment_lib import Arm
 
-FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "configs", "experiment_lm.flags")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILE = os.path.join(REPO, "configs", "experiment_lm.flags")
 CORPUS_LIBRARIES = ("tensorflow", "tf_keras", "numpy", "tensorflow_datasets", "absl")
 VOCAB_SIZE = 4000
 LABEL_SMOOTHING_WEIGHT = 0.1  # total = CE + w * CE(prior): w/(1+w) ~ the usual epsilon 0.1
+
+
+def define_flags(flags, script: str) -> None:
+    """The command-line flags every LM experiment script takes, listed as ``script``'s own."""
+    mine = {"module_name": script}
+    flags.DEFINE_string("root", "runs/experiments",
+                        "Where the arms train (shared by experiments).", **mine)
+    flags.DEFINE_string("output_dir", os.path.join(REPO, "experiments", "results"),
+                        "Where the JSON result and the plot go.", **mine)
+    flags.DEFINE_integer("train_steps", 1000, "Optimizer steps of every arm (per group).", **mine)
+    flags.DEFINE_integer("burn_in_steps", 200,
+                         "Steps before the distillation term switches on.", **mine)
 
 
 def common_flags(root: str, train_steps: int, burn_in_steps: int,

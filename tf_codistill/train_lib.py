@@ -204,15 +204,9 @@ def _restore(checkpoint, config, student):
     if latest is None:
         logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
         return 0
-    try:
-        checkpoint.restore(latest).expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
-        raise config_lib.ConfigError(
-            f"Cannot restore {latest} ({type(error).__name__}: "
-            f"{str(error).splitlines()[0]}). The model_dir holds a run of a different model; "
-            "pass a new --model_dir.") from None
-    if hasattr(student, "reset_states"):
-        student.reset_states()
+    evaluation.restore_checkpoint(checkpoint, latest, student,
+                                  "The model_dir holds a run of a different model; pass a new "
+                                  "--model_dir.")
     step = int(checkpoint.optimizer.iterations.numpy())
     print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
