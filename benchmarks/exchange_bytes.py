@@ -16,7 +16,7 @@ import time
 from absl import app, flags, logging
 import numpy as np
 
-from tf_codistill.exchange import MANIFEST_NAME, PeerPublisher, read_latest
+from tf_codistill.exchange.snapshots import MANIFEST_NAME, PeerPublisher, read_latest
 
 _RELOAD_INTERVAL = flags.DEFINE_integer("reload_interval", 50, "Steps between peer reloads.")
 _PRECISIONS = flags.DEFINE_list("precisions", ["float32", "bfloat16", "int8"],

@@ -21,10 +21,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_codistill import exchange  # noqa: E402
-from tf_codistill.model import CodistillModel  # noqa: E402
+from tf_codistill.exchange import snapshots  # noqa: E402
+from tf_codistill.core.model import CodistillModel  # noqa: E402
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel  # noqa: E402
-from tf_codistill.peers import CheckpointPeers, build_teacher_copy, named_weights  # noqa: E402
+from tf_codistill.exchange.peers import CheckpointPeers, build_teacher_copy, named_weights  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 32, "Streams per batch.")
@@ -85,7 +85,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as root:
         for precision in FLAGS.precisions:
             directory = os.path.join(root, precision)
-            exchange.PeerPublisher(directory, precision=precision).publish(1, named_weights(peer))
+            snapshots.PeerPublisher(directory, precision=precision).publish(1, named_weights(peer))
             models[f"codistilled, {precision} teacher"] = codistilled(directory, precision)
         for model in models.values():
             model.train_on_batch(x, y)  # trace outside the timing

@@ -18,10 +18,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_codistill import exchange  # noqa: E402
-from tf_codistill.losses import get_distillation_loss  # noqa: E402
+from tf_codistill.exchange import snapshots  # noqa: E402
+from tf_codistill.core.losses import get_distillation_loss  # noqa: E402
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel  # noqa: E402
-from tf_codistill.peers import CheckpointPeers, build_teacher_copy, named_weights  # noqa: E402
+from tf_codistill.exchange.peers import CheckpointPeers, build_teacher_copy, named_weights  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("train_steps", 300, "Steps to train teacher and student on bigram streams.")
@@ -79,7 +79,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as root:
         for precision in ("float32", "bfloat16", "float16", "int8"):
             directory = os.path.join(root, precision)
-            published = exchange.PeerPublisher(directory, precision=precision)
+            published = snapshots.PeerPublisher(directory, precision=precision)
             published.publish(1, named_weights(teacher))
             copy = load_copy(directory, precision, eval_data[0][0])
             student.reset_states()

@@ -36,7 +36,7 @@ from absl import app, flags  # noqa: E402
 
 import tf_codistill as tc  # noqa: E402
 from data_pipelines import criteo  # noqa: E402
-from tf_codistill import churn  # noqa: E402
+from tf_codistill.core import churn  # noqa: E402
 from tf_codistill.models.criteo_dnn import PAPER_HIDDEN_UNITS, build_criteo_dnn  # noqa: E402
 
 OPTIMIZERS = {"adagrad": keras.optimizers.Adagrad, "adam": keras.optimizers.Adam,

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from absl import app, flags  # noqa: E402
 
-from tf_codistill import tuning  # noqa: E402
+from experiments.harness import tuning  # noqa: E402
 from tf_codistill.tasks.clusters import ClustersData  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from tf_codistill import lm_experiments  # noqa: E402
+from experiments.harness import lm_experiments  # noqa: E402
 
 FLAGS = flags.FLAGS
 lm_experiments.define_flags(flags, sys.argv[0])

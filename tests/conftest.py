@@ -25,7 +25,7 @@ def mirrored_strategy():
     Several MirroredStrategy objects in one process reuse collective instance
     keys and abort each other's all-reduces, so tests share this one.
     """
-    from tf_codistill.strategies import get_strategy
+    from tf_codistill.runner.strategies import get_strategy
     strategy = get_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
     return strategy

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill import churn
+from tf_codistill.core import churn
 
 
 def test_churn_is_the_mean_absolute_difference_of_probabilities():

@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import lm, runs
-from tf_codistill import config as config_lib
-from tf_codistill import evaluate, evaluation, train_lib
+from tf_codistill.runner import config as config_lib
+from tf_codistill import evaluate
+from tf_codistill.runner import evaluation
+from tf_codistill.runner import train_lib
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_teacher_ensemble_flags_go_together(codistill, message, tmp_path):
     config = config_lib.RunConfig(task="clusters", model_dir=str(tmp_path),
                                   codistill=config_lib.CodistillConfig(**codistill))
     with pytest.raises(config_lib.ConfigError, match=message):
-        config_lib.check_choices(config)
+        config_lib.check(config)
 
 
 def test_the_evaluate_command_prints_and_writes_the_ensemble(two_runs, tmp_path):

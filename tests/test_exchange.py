@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_codistill import exchange
-from tf_codistill.exchange import PeerPublisher, check_compatible, read_latest
+from tf_codistill.exchange import snapshots
+from tf_codistill.exchange.snapshots import PeerPublisher, check_compatible, read_latest
 
 _TOLERANCE = {"float32": 0.0, "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11, "int8": 1 / 254}
 
@@ -28,7 +28,7 @@ def _publish_steps(directory, steps, **kwargs):
 
 
 def _manifest(directory):
-    with open(os.path.join(directory, exchange.MANIFEST_NAME)) as f:
+    with open(os.path.join(directory, snapshots.MANIFEST_NAME)) as f:
         return json.load(f)
 
 
@@ -87,7 +87,7 @@ def test_a_checkpoint_without_its_manifest_entry_is_invisible(tmp_path):
 
 
 def test_manifest_is_written_after_the_checkpoint_files_it_names(tmp_path, monkeypatch):
-    real_atomic_write = exchange._atomic_write
+    real_atomic_write = snapshots._atomic_write
     seen = []
 
     def checking_atomic_write(path, data):
@@ -133,7 +133,7 @@ def test_all_checkpoints_damaged_gives_none_with_a_warning(tmp_path, caplog):
 
 def test_files_vanishing_mid_read_retry_with_the_newest_manifest(tmp_path, monkeypatch):
     publisher = _publish_steps(tmp_path, [1, 2])
-    real_read_bytes = exchange._read_bytes
+    real_read_bytes = snapshots._read_bytes
     raced = []
 
     def racing_read_bytes(path):
@@ -151,20 +151,20 @@ def test_files_vanishing_mid_read_retry_with_the_newest_manifest(tmp_path, monke
 
 
 def test_unreadable_manifest_is_retried_then_reported(tmp_path, caplog):
-    (tmp_path / exchange.MANIFEST_NAME).write_text("{ not json")
+    (tmp_path / snapshots.MANIFEST_NAME).write_text("{ not json")
     assert read_latest(str(tmp_path), max_attempts=2, retry_delay_s=0.0) is None
     assert any("unreadable manifest" in r.getMessage() for r in caplog.records)
 
 
 def test_unsupported_manifest_format_is_a_clear_error(tmp_path):
-    (tmp_path / exchange.MANIFEST_NAME).write_text('{"format": 99, "checkpoints": []}')
+    (tmp_path / snapshots.MANIFEST_NAME).write_text('{"format": 99, "checkpoints": []}')
     with pytest.raises(ValueError, match="format 99 is not the supported format 1"):
         read_latest(str(tmp_path))
 
 
 def test_restarted_publisher_keeps_advertising_kept_checkpoints(tmp_path):
     _publish_steps(tmp_path, [1, 2])
-    (tmp_path / (exchange.MANIFEST_NAME + ".tmp-left-by-a-killed-writer")).write_text("{")
+    (tmp_path / (snapshots.MANIFEST_NAME + ".tmp-left-by-a-killed-writer")).write_text("{")
     _publish_steps(tmp_path, [3])
     assert [e["step"] for e in _manifest(tmp_path)["checkpoints"]] == [3, 2]
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
@@ -226,5 +226,5 @@ def test_works_through_a_non_local_tf_filesystem(tmp_path):
     assert snapshot.step == 3 and snapshot.path == f"{directory}/ckpt-3"
     np.testing.assert_allclose(snapshot.weights[2], _named_weights(3)[2][1], rtol=2.0 ** -8)
     names = tf.io.gfile.listdir(directory)
-    assert exchange.MANIFEST_NAME in names and not [n for n in names if ".tmp-" in n]
+    assert snapshots.MANIFEST_NAME in names and not [n for n in names if ".tmp-" in n]
     assert "ckpt-1.index" not in names

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from tf_codistill import exchange
-from tf_codistill.exchange import PeerPoller, PeerPublisher
+from tf_codistill.exchange import snapshots
+from tf_codistill.exchange.snapshots import PeerPoller, PeerPublisher
 
 _POLL_INTERVAL_S = 0.1
 
@@ -81,7 +81,7 @@ def test_warns_when_a_peer_publishes_nothing_new(peers, caplog):
 
 def test_an_exception_in_the_thread_is_logged_and_polling_continues(peers, monkeypatch,
                                                                     caplog):
-    real_read = exchange._read_latest_counting
+    real_read = snapshots._read_latest_counting
     calls = []
 
     def failing_first(*args):

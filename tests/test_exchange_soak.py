@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from tf_codistill.exchange import MANIFEST_NAME, PeerPoller, PeerPublisher, read_latest
+from tf_codistill.exchange.snapshots import MANIFEST_NAME, PeerPoller, PeerPublisher, read_latest
 
 SOAK_SECONDS = 30.0
 KILL_AFTER_PUBLISHING_S = 1.0  # let each writer generation publish a while before killing it

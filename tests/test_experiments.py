@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tests.helpers import lm
-from tf_codistill import experiment_lib, lm_experiments
+from experiments.harness import experiment_lib
+from experiments.harness import lm_experiments
 
 TINY = ["--vocab_size=400", "--units=16", "--embedding_dim=8", "--seq_len=8",
         "--batch_size=4", "--steps_per_loop=3", "--min_paragraph_words=5",

@@ -7,11 +7,13 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from data_pipelines import imagenet
-from tf_codistill import config as config_lib
-from tf_codistill import schedules, train_lib
+from tf_codistill.runner import config as config_lib
+from tf_codistill.core import schedules
+from tf_codistill.runner import train_lib
 from tf_codistill.models.resnet import (build_image_model, build_resnet50, build_small_resnet,
                                         imagenet_metrics)
 from tf_codistill.tasks import get_task
+from tf_codistill.tasks.imagenet import ImageNetModelSection
 
 NUM_CLASSES = 4
 SIZE = 32
@@ -129,7 +131,7 @@ def test_the_weight_decay_schedule_flag_reaches_the_built_model(weight_decay_sch
         trainer=config_lib.TrainerConfig(batch_size=4, optimizer="momentum", warmup_steps=1,
                                          lr_decay_boundaries=(2, 3),
                                          weight_decay_schedule=weight_decay_schedule),
-        model=config_lib.ModelConfig(image_model="small_resnet", image_size=SIZE,
+        model=ImageNetModelSection(image_model="small_resnet", image_size=SIZE,
                                      num_classes=NUM_CLASSES))
     model, _ = train_lib._build(config, get_task(config), tf.distribute.get_strategy())
     model.optimizer.iterations.assign(3)  # past the second learning-rate decay

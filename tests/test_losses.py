@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_codistill import losses
+from tf_codistill.core import losses
 
 
 def _logits(seed, shape):

@@ -7,7 +7,7 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
-from tf_codistill import schedules
+from tf_codistill.core import schedules
 
 
 def _codistill(student, teacher, **kwargs):

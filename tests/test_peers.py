@@ -6,8 +6,8 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
-from tf_codistill import exchange
-from tf_codistill.peers import BackgroundPublisher, CheckpointPeers, named_weights
+from tf_codistill.exchange import snapshots
+from tf_codistill.exchange.peers import BackgroundPublisher, CheckpointPeers, named_weights
 
 
 def _wait_for_snapshot(peers, step):
@@ -35,7 +35,7 @@ def test_a_peer_without_a_checkpoint_contributes_nothing(tmp_path):
 
 def test_published_weights_become_the_frozen_teacher(tmp_path):
     source = tiny.classifier(7)
-    exchange.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
     peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
                             poll_interval_s=60)
     try:
@@ -64,7 +64,7 @@ def test_a_snapshot_waits_until_the_copy_is_built_by_its_first_forward_pass(tmp_
                                  keras.layers.Dense(3)])
 
     source = tiny.classifier(7)
-    exchange.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
     peers = CheckpointPeers([str(tmp_path / "peer")], unbuilt, poll_interval_s=60)
     try:
         assert _wait_for_snapshot(peers, step=40) == 0
@@ -77,7 +77,7 @@ def test_a_snapshot_waits_until_the_copy_is_built_by_its_first_forward_pass(tmp_
 
 
 def test_a_peer_of_another_architecture_is_named(tmp_path):
-    exchange.PeerPublisher(str(tmp_path / "peer")).publish(
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(
         10, named_weights(tiny.classifier(7, width=5)))
     peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
                             poll_interval_s=60)
@@ -90,12 +90,12 @@ def test_a_peer_of_another_architecture_is_named(tmp_path):
 
 
 def test_background_publisher_publishes_the_newest_pending_copy(tmp_path):
-    publisher = BackgroundPublisher(exchange.PeerPublisher(str(tmp_path / "pub")))
+    publisher = BackgroundPublisher(snapshots.PeerPublisher(str(tmp_path / "pub")))
     model = tiny.classifier(1)
     for step in (10, 20, 30):
         publisher.submit(step, named_weights(model))
     publisher.close()
-    snapshot = exchange.read_latest(str(tmp_path / "pub"))
+    snapshot = snapshots.read_latest(str(tmp_path / "pub"))
     assert snapshot.step == 30
     for mine, theirs in zip(snapshot.weights, model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)

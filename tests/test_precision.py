@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_codistill.precision import (PRECISIONS, EncodedTensor, decode_weights, encode_weights,
+from tf_codistill.exchange.precision import (PRECISIONS, EncodedTensor, decode_weights, encode_weights,
                                     int8_scale, storage_dtype)
 
 

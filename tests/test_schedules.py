@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill import config as config_lib
-from tf_codistill import schedules
+from tf_codistill.runner import config as config_lib
+from tf_codistill.core import schedules
 
 
 def _values(schedule, steps):
@@ -102,11 +102,11 @@ def _config(weight_decay_schedule, lr_decay_boundaries):
 def test_step_with_lr_without_two_lr_decays_says_what_to_pass(boundaries):
     with pytest.raises(config_lib.ConfigError,
                        match=r"needs two --lr_decay_boundaries.*--lr_decay_boundaries=2346,4692"):
-        config_lib.check_choices(_config("step_with_lr", boundaries))
-    config_lib.check_choices(_config("constant", boundaries))
+        config_lib.check(_config("step_with_lr", boundaries))
+    config_lib.check(_config("constant", boundaries))
 
 
 def test_step_with_lr_with_two_lr_decays_is_valid_and_other_names_are_not():
-    config_lib.check_choices(_config("step_with_lr", (100, 200, 300)))
+    config_lib.check(_config("step_with_lr", (100, 200, 300)))
     with pytest.raises(config_lib.ConfigError, match="--weight_decay_schedule='linear' is not"):
-        config_lib.check_choices(_config("linear", (100, 200)))
+        config_lib.check(_config("linear", (100, 200)))

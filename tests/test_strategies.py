@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from tf_codistill import strategies
+from tf_codistill.runner import strategies
 
 
 def test_default_and_mirrored(mirrored_strategy):

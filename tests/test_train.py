@@ -11,9 +11,10 @@ import tensorflow as tf
 
 from tests.helpers import runs
 from tests.test_multi_worker import free_ports
-from tf_codistill import config as config_lib
-from tf_codistill import train_lib
+from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
+from tf_codistill.tasks.clusters import ClustersModelSection
 
 CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32",
             "--eval_steps=0"]
@@ -27,7 +28,7 @@ def _config(model_dir, **trainer):
         task="clusters", model_dir=str(model_dir),
         trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=10, eval_steps=0,
                                          **trainer),
-        model=config_lib.ModelConfig(hidden_units=(32,), num_classes=8))
+        model=ClustersModelSection(hidden_units=(32,), num_classes=8))
 
 
 def test_a_run_fills_its_model_dir_and_a_rerun_resumes(tmp_path, capsys):
@@ -79,7 +80,7 @@ def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
     train_lib.run(_config(tmp_path, train_steps=10))
     saved = (tmp_path / "group_0" / "config.json").read_text()
     other = dataclasses.replace(_config(tmp_path, train_steps=10),
-                                model=config_lib.ModelConfig(hidden_units=(64,), num_classes=8))
+                                model=ClustersModelSection(hidden_units=(64,), num_classes=8))
     with pytest.raises(config_lib.ConfigError, match="holds a run with a different architecture"):
         train_lib.run(other)
     assert (tmp_path / "group_0" / "config.json").read_text() == saved

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from tf_codistill import tuning
+from experiments.harness import tuning
 from tf_codistill.tasks.clusters import ClustersData
 
 TINY = tuning.TinyConfig(data=ClustersData(train_examples=256, eval_examples=128),

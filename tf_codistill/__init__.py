@@ -12,14 +12,14 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 _EXPORTS = {
-    "CodistillModel": "tf_codistill.model",
-    "FixedTeacher": "tf_codistill.teachers",
-    "InProcessPeers": "tf_codistill.teachers",
-    "PriorTeacher": "tf_codistill.teachers",
-    "TeacherSource": "tf_codistill.teachers",
-    "CheckpointPeers": "tf_codistill.peers",
-    "get_distillation_loss": "tf_codistill.losses",
-    "get_strategy": "tf_codistill.strategies",
+    "CodistillModel": "tf_codistill.core.model",
+    "FixedTeacher": "tf_codistill.core.teachers",
+    "InProcessPeers": "tf_codistill.core.teachers",
+    "PriorTeacher": "tf_codistill.core.teachers",
+    "TeacherSource": "tf_codistill.core.teachers",
+    "CheckpointPeers": "tf_codistill.exchange.peers",
+    "get_distillation_loss": "tf_codistill.core.losses",
+    "get_strategy": "tf_codistill.runner.strategies",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_codistill import config as config_lib  # noqa: E402
+from tf_codistill.runner import config as config_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("group_dirs", [], "Trained group directories (<model_dir>/group_<k>).")
@@ -34,7 +34,7 @@ def evaluate(group_dirs, curve=False, eval_steps=None, strategy=None) -> dict:
     """{"members": [...], "ensemble": ...}, each a loss or a curve, per group dir."""
     import tensorflow as tf
 
-    from tf_codistill import evaluation
+    from tf_codistill.runner import evaluation
     if not group_dirs:
         raise config_lib.ConfigError("--group_dirs is empty: pass one or more trained group "
                                      "directories, e.g. runs/demo/group_0,runs/demo/group_1.")
@@ -59,7 +59,7 @@ def evaluate(group_dirs, curve=False, eval_steps=None, strategy=None) -> dict:
 
 
 def format_results(results: dict) -> str:
-    from tf_codistill.evaluation import perplexity
+    from tf_codistill.runner.evaluation import perplexity
     rows = [(d, m) for d, m in zip(results["group_dirs"], results["members"])]
     if "ensemble" in results:
         rows.append(("ensemble (mean probability)", results["ensemble"]))

@@ -19,9 +19,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_codistill.model import CodistillModel  # noqa: E402
+from tf_codistill.core.model import CodistillModel  # noqa: E402
 from tf_codistill.tasks import clusters  # noqa: E402
-from tf_codistill.teachers import InProcessPeers  # noqa: E402
+from tf_codistill.core.teachers import InProcessPeers  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from tf_codistill.config import ConfigError, RunConfig
+from tf_codistill.runner.config import ConfigError, RunConfig
 from tf_codistill.tasks.base import Task
 
 TASKS = {
@@ -15,8 +15,12 @@ TASKS = {
 }
 
 
+def task_class(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise ConfigError(f"--task={name!r} is not known; choose one of {sorted(TASKS)}.")
+    module_name, class_name = TASKS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def get_task(config: RunConfig) -> Task:
-    if config.task not in TASKS:
-        raise ConfigError(f"--task={config.task!r} is not known; choose one of {sorted(TASKS)}.")
-    module_name, class_name = TASKS[config.task].split(":")
-    return getattr(importlib.import_module(module_name), class_name)(config)
+    return task_class(config.task)(config)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill.config import ConfigError, RunConfig
+from tf_codistill.runner.config import ConfigError, RunConfig
 
 
 class Task:
     """One set-up of the paper: LM, Criteo, ImageNet, or the tiny clusters task."""
 
+    ModelConfig: type = type(None)  # the task's model section: a dataclass of ``knob``s
     output_kind = "softmax"
 
     def __init__(self, config: RunConfig):

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.runner.config import AT_LEAST_1, knob
 from tf_codistill.tasks.base import Task
 
 
@@ -48,8 +49,18 @@ def make_mlp(num_features: int, num_classes: int, hidden_units, seed: int) -> ke
     return keras.Sequential(layers)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClustersModelSection:
+    """The MLP's architecture."""
+
+    hidden_units: tuple[int, ...] = knob((64, 64), "Widths of the MLP's hidden layers.")
+    num_classes: int = knob(8, "Classes of the clusters.", valid=AT_LEAST_1)
+
+
 class ClustersTask(Task):
     """Group k of N trains on every N-th example (disjoint) or on all (same)."""
+
+    ModelConfig = ClustersModelSection
 
     def __init__(self, config):
         super().__init__(config)
@@ -58,8 +69,8 @@ class ClustersTask(Task):
         self._train, self._eval = make_data(self.spec)
 
     def build_model(self, per_replica_batch):
-        hidden = self.config.model.hidden_units or (64, 64)
-        seed = self.config.trainer.seed * 1000 + self.config.group
+        hidden = self.config.model.hidden_units
+        seed = self.config.init_seed
         return make_mlp(self.spec.num_features, self.spec.num_classes, hidden, seed)
 
     def train_dataset(self, context):
@@ -68,7 +79,7 @@ class ClustersTask(Task):
             dataset = dataset.shard(self.config.num_groups, self.config.group)
         dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
         batch = context.get_per_replica_batch_size(self.config.trainer.batch_size)
-        return (dataset.shuffle(4096, seed=self.config.trainer.seed + self.config.group)
+        return (dataset.shuffle(4096, seed=self.config.data_seed)
                 .repeat().batch(batch, drop_remainder=True).prefetch(2))
 
     def eval_dataset(self, context):

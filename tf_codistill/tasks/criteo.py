@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from data_pipelines.criteo import CriteoStats, criteo_dataset
-from tf_codistill.config import ConfigError
+from tf_codistill.runner.config import AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.criteo_dnn import PAPER_HIDDEN_UNITS, build_criteo_dnn, criteo_metrics
 from tf_codistill.tasks.base import Task, group_input_context
 from tf_codistill.tasks.lm import expand_files
 
 
+@dataclasses.dataclass(frozen=True)
+class CriteoModelSection:
+    """The click-through DNN's architecture."""
+
+    hidden_units: tuple[int, ...] = knob(PAPER_HIDDEN_UNITS, "Widths of the DNN's hidden "
+                                         "layers.")
+    hash_buckets: int = knob(100_000, "Hash buckets per categorical feature.",
+                             valid=AT_LEAST_1)
+    embedding_dim: int = knob(256, "Embedding size of each categorical feature.",
+                              valid=AT_LEAST_1)
+
+
 class CriteoTask(Task):
     """Groups read disjoint shards of the TSV lines; evaluation reads --eval_files."""
 
+    ModelConfig = CriteoModelSection
     output_kind = "sigmoid"
 
     def __init__(self, config):
@@ -29,15 +44,15 @@ class CriteoTask(Task):
 
     def build_model(self, per_replica_batch):
         model = self.config.model
-        return build_criteo_dnn(model.hidden_units or PAPER_HIDDEN_UNITS,
+        return build_criteo_dnn(model.hidden_units,
                                 hash_buckets=model.hash_buckets,
                                 embedding_dim=model.embedding_dim,
-                                seed=self.config.trainer.seed * 1000 + self.config.group)
+                                seed=self.config.init_seed)
 
     def train_dataset(self, context):
         return criteo_dataset(list(self.config.data.train_files), self.config.trainer.batch_size,
                               stats=self.stats, shuffle=True,
-                              seed=self.config.trainer.seed + self.config.group,
+                              seed=self.config.data_seed,
                               num_epochs=None, drop_remainder=True,
                               input_context=group_input_context(self.config, context))
 

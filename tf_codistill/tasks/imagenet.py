@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from data_pipelines.imagenet import ImageNetNotFoundError, imagenet_dataset, imagenet_files
-from tf_codistill.config import ConfigError
+from tf_codistill.runner.config import AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.resnet import build_image_model, imagenet_metrics
-from tf_codistill.schedules import GoyalSchedule
+from tf_codistill.core.schedules import GoyalSchedule
 from tf_codistill.tasks.base import Task, group_input_context
+
+
+IMAGE_MODELS = ("resnet50", "small_resnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageNetModelSection:
+    """The image classifier's architecture."""
+
+    image_model: str = knob("resnet50", "ImageNet classifier (small_resnet is for CPU "
+                            "tests).", choices=IMAGE_MODELS)
+    image_size: int = knob(224, "Image side in pixels.", valid=AT_LEAST_1)
+    num_classes: int = knob(1000, "Classes of the classifier.", valid=AT_LEAST_1)
 
 
 class ImageNetTask(Task):
     """Top-1 accuracy on the validation split; --learning_rate is per 256 examples."""
+
+    ModelConfig = ImageNetModelSection
 
     def check_inputs(self):
         try:
@@ -22,8 +39,8 @@ class ImageNetTask(Task):
     def build_model(self, per_replica_batch):
         model = self.config.model
         return build_image_model(model.image_model, model.num_classes, model.image_size,
-                                 seed=self.config.trainer.seed * 1000 + self.config.group,
-                                 weight_decay=model.weight_decay)
+                                 seed=self.config.init_seed,
+                                 weight_decay=self.config.trainer.weight_decay)
 
     def learning_rate(self):
         trainer = self.config.trainer
@@ -44,5 +61,5 @@ class ImageNetTask(Task):
         model = self.config.model
         return imagenet_dataset(self.config.data.data_dir, split, self.config.trainer.batch_size,
                                 model.image_size, num_classes=model.num_classes,
-                                seed=self.config.trainer.seed + self.config.group,
+                                seed=self.config.data_seed,
                                 input_context=context)

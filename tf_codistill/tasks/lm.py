@@ -11,7 +11,7 @@ import tensorflow as tf
 import tokenizer as tokenizer_lib
 from data_pipelines.filters import FilterConfig
 from data_pipelines.training_data import build_training_dataset
-from tf_codistill.config import ConfigError
+from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
 from tf_codistill.tasks.base import Task
 
@@ -32,9 +32,21 @@ def expand_files(patterns, flag: str) -> list[str]:
     return sorted(set(files))
 
 
+@dataclasses.dataclass(frozen=True)
+class LanguageModelSection:
+    """The LM's architecture: what a model_dir keeps for its whole life."""
+
+    vocab_size: int = knob(0, "LM vocabulary size; 0: from --vocab.", valid=AT_LEAST_0)
+    embedding_dim: int = knob(256, "Input embedding size.", valid=AT_LEAST_1)
+    units: int = knob(1024, "LSTM units per layer.", valid=AT_LEAST_1)
+    num_layers: int = knob(2, "LSTM layers.", valid=AT_LEAST_1)
+    layer_norm: bool = knob(True, "Layer-normalized LSTM cells.")
+
+
 class LanguageModelTask(Task):
     """B streams x seq_len tokens per replica; state carried across batches, never reset."""
 
+    ModelConfig = LanguageModelSection
     output_kind = "softmax"
     throughput_unit = "tokens"
 

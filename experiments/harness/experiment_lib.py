@@ -18,8 +18,9 @@ import sys
 import time
 from typing import Sequence
 
-from tf_codistill import config as config_lib
-from tf_codistill import evaluation
+from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import evaluation
+from tf_codistill.runner import layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Arm:
         return os.path.join(root, self.name)
 
     def group_dirs(self, root: str) -> list[str]:
-        return [config_lib.group_dir(self.model_dir(root), g) for g in range(self.num_groups)]
+        return [layout.group_dir(self.model_dir(root), g) for g in range(self.num_groups)]
 
     def command(self, common_flags: Sequence[str], root: str) -> list[str]:
         return [sys.executable, "-m", "tf_codistill.train", *common_flags, *self.flags,

@@ -24,34 +24,21 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill import config as config_lib
+from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import layout
 from tf_codistill.tasks import get_task
 
-CHECKPOINTS = "checkpoints"
 _CHECKPOINT_NUMBER = re.compile(r"-(\d+)$")
 
 
 def load_run_config(group_dir: str) -> config_lib.RunConfig:
     """The RunConfig a group wrote into ``<group_dir>/config.json``."""
-    path = os.path.join(group_dir, "config.json")
+    path = layout.GroupLayout(group_dir).config
     if not tf.io.gfile.exists(path):
         raise config_lib.ConfigError(
             f"{group_dir} holds no config.json: pass the directory of a trained group, "
             "e.g. <model_dir>/group_0 or <model_dir>/baseline/group_0.")
-    with tf.io.gfile.GFile(path) as f:
-        saved = json.load(f)
-    sections = {"trainer": config_lib.TrainerConfig, "codistill": config_lib.CodistillConfig,
-                "data": config_lib.DataConfig, "model": config_lib.ModelConfig}
-    values = {key: value for key, value in saved.items() if key not in sections}
-    for key, section in sections.items():
-        fields = {f.name for f in dataclasses.fields(section)}
-        values[key] = section(**{k: _tuples(v) for k, v in saved.get(key, {}).items()
-                                 if k in fields})
-    return config_lib.RunConfig(**values)
-
-
-def _tuples(value):
-    return tuple(value) if isinstance(value, list) else value
+    return config_lib.read(path)
 
 
 def check_same_model(configs: Sequence[config_lib.RunConfig], what: str) -> None:
@@ -67,7 +54,7 @@ def check_same_model(configs: Sequence[config_lib.RunConfig], what: str) -> None
 
 def checkpoint_steps(group_dir: str) -> dict[int, str]:
     """{step: checkpoint path} of every checkpoint a group kept."""
-    state = tf.train.get_checkpoint_state(os.path.join(group_dir, CHECKPOINTS))
+    state = tf.train.get_checkpoint_state(layout.GroupLayout(group_dir).checkpoints)
     if state is None:
         return {}
     paths = {}
@@ -79,11 +66,11 @@ def checkpoint_steps(group_dir: str) -> dict[int, str]:
 
 
 def latest_checkpoint(group_dir: str) -> str:
-    path = tf.train.latest_checkpoint(os.path.join(group_dir, CHECKPOINTS))
+    path = tf.train.latest_checkpoint(layout.GroupLayout(group_dir).checkpoints)
     if path is None:
         raise config_lib.ConfigError(
             f"{group_dir} has no checkpoint yet: train it first (the train command writes "
-            f"{group_dir}/{CHECKPOINTS}/).")
+            f"{layout.GroupLayout(group_dir).checkpoints}/).")
     return path
 
 

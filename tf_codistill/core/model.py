@@ -22,9 +22,9 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill import compat
-from tf_codistill import losses as losses_lib
-from tf_codistill.teachers import TeacherSource
+from tf_codistill.core import compat
+from tf_codistill.core import losses as losses_lib
+from tf_codistill.core.teachers import TeacherSource
 
 
 class CodistillModel(keras.Model):

@@ -17,26 +17,27 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tf_codistill import callbacks as callbacks_lib
-from tf_codistill import config as config_lib
-from tf_codistill import evaluation
-from tf_codistill import exchange
-from tf_codistill.model import CodistillModel
-from tf_codistill.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
+from tf_codistill.runner import callbacks as callbacks_lib
+from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import evaluation
+from tf_codistill.runner import layout
+from tf_codistill.runner.optimizers import make_optimizer
+from tf_codistill.exchange import snapshots
+from tf_codistill.core.model import CodistillModel
+from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy)
-from tf_codistill.schedules import weight_decay_schedule
-from tf_codistill.strategies import get_strategy
-from tf_codistill.teachers import FixedTeacher, PriorTeacher
+from tf_codistill.core.schedules import weight_decay_schedule
+from tf_codistill.runner.strategies import get_strategy
+from tf_codistill.core.teachers import FixedTeacher, PriorTeacher
 from tf_codistill.tasks import get_task
-from tf_codistill.topology import peers_of
+from tf_codistill.exchange.topology import peers_of
 
-PUBLISHED = "published"
 PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real model
 
 
 def run(config: config_lib.RunConfig) -> dict:
     """Trains group ``config.group`` to ``train_steps``; returns its metrics.json."""
-    config_lib.check_choices(config)
+    config_lib.check(config)
     task = get_task(config)
     task.check_inputs()
     try:
@@ -51,7 +52,7 @@ def run(config: config_lib.RunConfig) -> dict:
     try:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         manager = tf.train.CheckpointManager(
-            checkpoint, _writable_dir(os.path.join(config.group_dir, "checkpoints"), chief),
+            checkpoint, _writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
         start_step = _restore(checkpoint, config, model.student)
         finished = _finished_metrics(config, start_step)
@@ -65,7 +66,7 @@ def run(config: config_lib.RunConfig) -> dict:
             peers.close()
     metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
     if chief:
-        config_lib.write_json(_metrics_path(config), metrics)
+        config_lib.write_json(config.layout.metrics, metrics)
     return metrics
 
 
@@ -99,30 +100,15 @@ def _build(config, task, strategy):
     return model, peers
 
 
-def _metrics_path(config):
-    return os.path.join(config.group_dir, "metrics.json")
-
-
 def _finished_metrics(config, start_step):
     """The saved metrics of a group that already trained all its steps, else None."""
-    path = _metrics_path(config)
+    path = config.layout.metrics
     if start_step < config.trainer.train_steps or not tf.io.gfile.exists(path):
         return None
     print(f"group {config.group}: already finished at step {start_step}; metrics in {path}",
           flush=True)
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
-
-
-def make_optimizer(trainer: config_lib.TrainerConfig, rate) -> keras.optimizers.Optimizer:
-    """The optimizer named by --optimizer at ``rate`` (a float or a schedule)."""
-    if trainer.optimizer == "adam":
-        return keras.optimizers.Adam(rate)
-    if trainer.optimizer == "adagrad":
-        return keras.optimizers.Adagrad(rate)
-    if trainer.optimizer == "momentum":
-        return keras.optimizers.SGD(rate, momentum=trainer.momentum)
-    return keras.optimizers.SGD(rate)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -161,8 +147,7 @@ def _checkpoint_peers(config, task, per_replica_batch):
     groups = peers_of(config.group, config.num_groups, config.codistill.topology)
     if not groups:
         return None
-    directories = [os.path.join(config_lib.group_dir(config.model_dir, g), PUBLISHED)
-                   for g in groups]
+    directories = [layout.GroupLayout.of(config.model_dir, g).published for g in groups]
     precision = config.codistill.teacher_precision
     return CheckpointPeers(directories,
                            lambda: build_teacher_copy(lambda: task.build_model(per_replica_batch),
@@ -200,7 +185,7 @@ def _restore(checkpoint, config, student):
     belongs to the old run's streams, which the new input pipeline does not
     continue, so it starts from zero.
     """
-    latest = tf.train.latest_checkpoint(os.path.join(config.group_dir, "checkpoints"))
+    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
     if latest is None:
         logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
         return 0
@@ -220,11 +205,11 @@ def _train(config, task, strategy, model, manager, chief, start_step):
     dataset = strategy.distribute_datasets_from_function(task.train_dataset)
     publisher = None
     if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
-        publisher = BackgroundPublisher(exchange.PeerPublisher(
-            os.path.join(config.group_dir, PUBLISHED),
+        publisher = BackgroundPublisher(snapshots.PeerPublisher(
+            config.layout.published,
             precision=config.codistill.teacher_precision))
     step_timer = callbacks_lib.StepTimer()
-    writer = (tf.summary.create_file_writer(os.path.join(config.group_dir, "logs", "codistill"))
+    writer = (tf.summary.create_file_writer(config.layout.codistill_logs)
               if chief else None)
     progress = callbacks_lib.ProgressLogger(
         config.group, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
@@ -234,7 +219,7 @@ def _train(config, task, strategy, model, manager, chief, start_step):
                  callbacks_lib.CheckpointEveryLoop(manager), progress, step_timer]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(
-            os.path.join(config.group_dir, "logs"), update_freq=steps_per_loop))
+            config.layout.logs, update_freq=steps_per_loop))
     start = time.perf_counter()
     try:
         history = model.fit(dataset, epochs=math.ceil((total - start_step) / steps_per_loop),
@@ -279,7 +264,7 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
 
 
 def _export(config, model, chief):
-    path = os.path.join(config.group_dir, "export")
+    path = config.layout.export
     model.save(path if chief else tempfile.mkdtemp(prefix="tf_codistill_export_"))
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from tf_codistill import demo_data
-from tf_codistill import experiment_lib
-from tf_codistill.experiment_lib import Arm
+from tf_codistill.runner import demo_data
+from . import experiment_lib
+from .experiment_lib import Arm
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGFILE = os.path.join(REPO, "configs", "experiment_lm.flags")
 CORPUS_LIBRARIES = ("tensorflow", "tf_keras", "numpy", "tensorflow_datasets", "absl")
 VOCAB_SIZE = 4000

@@ -37,9 +37,9 @@ import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from tf_codistill.model import CodistillModel  # noqa: E402
+from tf_codistill.core.model import CodistillModel  # noqa: E402
 from tf_codistill.tasks import clusters  # noqa: E402
-from tf_codistill.teachers import InProcessPeers  # noqa: E402
+from tf_codistill.core.teachers import InProcessPeers  # noqa: E402
 
 OBJECTIVE = "eval_loss"
 

@@ -1,7 +1,7 @@
 """Teachers from other groups: frozen copies reloaded from the peers' published weights.
 
 Each group publishes its student's weights (``PublishCallback``); every other
-group polls them in a background thread (``exchange.PeerPoller``) and, every
+group polls them in a background thread (``snapshots.PeerPoller``) and, every
 ``reload_interval`` steps, swaps the freshest verified snapshot into a frozen
 teacher copy between two steps (``CheckpointPeers``). A peer that has published
 nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0.
@@ -18,9 +18,9 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tf_codistill import exchange
-from tf_codistill.callbacks import StepCountingCallback
-from tf_codistill.teachers import TeacherSource
+from tf_codistill.exchange import snapshots
+from tf_codistill.runner.callbacks import StepCountingCallback
+from tf_codistill.core.teachers import TeacherSource
 
 
 def exchanged_variables(model: keras.Model) -> list[tf.Variable]:
@@ -93,9 +93,9 @@ class CheckpointPeers(TeacherSource):
             copy.trainable = False
         self._available = [tf.Variable(0.0, trainable=False, name=f"peer{i}_available")
                            for i in range(len(self._copies))]
-        self._poller = exchange.PeerPoller(self.peer_directories, poll_interval_s,
+        self._poller = snapshots.PeerPoller(self.peer_directories, poll_interval_s,
                                            staleness_warning_s)
-        self._pending: dict[int, exchange.PeerSnapshot] = {}
+        self._pending: dict[int, snapshots.PeerSnapshot] = {}
         self.peer_steps: dict[int, int] = {}
         self.max_staleness_steps = 0
         self.swaps = 0
@@ -146,7 +146,7 @@ class CheckpointPeers(TeacherSource):
     def _assign(self, index, snapshot):
         copy = self._copies[index]
         expected = [(n, v.shape) for n, v in zip(exchanged_names(copy), exchanged_variables(copy))]
-        exchange.check_compatible(snapshot, expected)
+        snapshots.check_compatible(snapshot, expected)
         for variable, value in zip(exchanged_variables(copy), snapshot.weights):
             variable.assign(value.astype(variable.dtype.as_numpy_dtype))
         self._available[index].assign(1.0)
@@ -205,7 +205,7 @@ class BackgroundPublisher:
     is kept: a slow disk makes publishes rarer, never the queue longer.
     """
 
-    def __init__(self, publisher: exchange.PeerPublisher):
+    def __init__(self, publisher: snapshots.PeerPublisher):
         self._publisher = publisher
         self._pending = None
         self._condition = threading.Condition()

@@ -31,7 +31,7 @@ import google_crc32c
 import numpy as np
 import tensorflow as tf
 
-from tf_codistill.precision import (EncodedTensor, check_precision, decode_weights,
+from tf_codistill.exchange.precision import (EncodedTensor, check_precision, decode_weights,
                                     encode_weights)
 
 MANIFEST_NAME = "manifest.json"

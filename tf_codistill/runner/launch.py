@@ -1,46 +1,59 @@
 """Runs the N groups of a job as N local processes sharing one model_dir.
 
-Each group is the same command with ``--group=k`` added; its output is echoed
-with a ``[group k]`` prefix. The groups share nothing but the model_dir, where
+Each group is ``train --config=<model_dir>/launch_config.json --group=k``: the
+resolved config, not a rebuilt command line. Its output is echoed with a
+``[group k]`` prefix. The groups share nothing but the model_dir, where
 they publish and poll checkpoints, exactly as on a cluster.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 
-from tf_codistill import config as config_lib
+import tensorflow as tf
+
+from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import layout
+from tf_codistill.runner.flags import CONFIG_FLAG
+from tf_codistill.runner.layout import BASELINE
 
 
-def group_command(argv: list[str], group: int) -> list[str]:
-    return [sys.executable, "-m", "tf_codistill.train", *argv, f"--group={group}"]
+def group_command(config_path: str, group: int) -> list[str]:
+    """One group's train command: the resolved config file, and which group to run."""
+    return [sys.executable, "-m", "tf_codistill.train", f"--{CONFIG_FLAG}={config_path}",
+            f"--group={group}"]
 
 
-BASELINE = "baseline"
+def write_launch_config(config: config_lib.RunConfig) -> str:
+    """Writes the resolved config the launched processes start from; returns its path."""
+    path = layout.launch_config(config.model_dir)
+    tf.io.gfile.makedirs(config.model_dir)
+    config_lib.write_json(path, config_lib.to_dict(config))
+    return path
 
 
-def baseline_command(argv: list[str], config: config_lib.RunConfig) -> list[str]:
+def baseline_config(config: config_lib.RunConfig) -> config_lib.RunConfig:
     """One plain group, no peers, in <model_dir>/baseline: synchronous SGD alone.
 
     It keeps constant weight decay: the schedule that offsets codistillation's
     regularization (--weight_decay_schedule) belongs to the codistilled groups.
     """
-    return group_command([*argv, "--num_groups=1", "--nobaseline",
-                          "--weight_decay_schedule=constant",
-                          f"--model_dir={os.path.join(config.model_dir, BASELINE)}"], 0)
+    return dataclasses.replace(
+        config, num_groups=1, group=0, model_dir=layout.baseline_model_dir(config.model_dir),
+        trainer=dataclasses.replace(config.trainer, weight_decay_schedule="constant"))
 
 
-def run_local_groups(argv: list[str], config: config_lib.RunConfig,
-                     baseline: bool = False) -> int:
+def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> int:
     """Starts every group (and the baseline), waits for all, prints the summary."""
-    commands = {g: group_command(argv, g) for g in range(config.num_groups)}
+    path = write_launch_config(config)
+    commands = {g: group_command(path, g) for g in range(config.num_groups)}
     if baseline:
-        commands[BASELINE] = baseline_command(argv, config)
+        commands[BASELINE] = group_command(write_launch_config(baseline_config(config)), 0)
     processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
                  for name, command in commands.items()}
@@ -65,13 +78,13 @@ def run_local_groups(argv: list[str], config: config_lib.RunConfig,
 
 
 def summary(config: config_lib.RunConfig, baseline: bool = False) -> str:
-    from tf_codistill.train_lib import summary_table
-    directories = [config_lib.group_dir(config.model_dir, g) for g in range(config.num_groups)]
+    from tf_codistill.runner.train_lib import summary_table
+    layouts = [layout.GroupLayout.of(config.model_dir, g) for g in range(config.num_groups)]
     if baseline:
-        directories.append(config_lib.group_dir(os.path.join(config.model_dir, BASELINE), 0))
+        layouts.append(layout.GroupLayout.of(layout.baseline_model_dir(config.model_dir), 0))
     metrics = []
-    for directory in directories:
-        with open(os.path.join(directory, "metrics.json")) as f:
+    for group in layouts:
+        with tf.io.gfile.GFile(group.metrics) as f:
             metrics.append(json.load(f))
     if baseline:
         metrics[-1]["group"] = BASELINE

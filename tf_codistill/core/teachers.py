@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill import compat
+from tf_codistill.core import compat
 
 
 class TeacherSource:

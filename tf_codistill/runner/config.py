@@ -1,0 +1,306 @@
+"""The resolved configuration of a run: one definition per knob.
+
+Every setting is a dataclass field declared with ``knob``: its default, its
+help text and its valid values. The sections here hold what every task shares
+(the run, the trainer, codistillation, data); each task owns its model section
+(``Task.ModelConfig``, e.g. ``tasks.lm.LanguageModelSection``). ``runner.flags``
+derives the train command's flags from these fields, ``check`` validates a
+config however it was made (flags, a config file, Python), and the resolved
+config goes to ``<group_dir>/config.json``, which child processes and resumed
+runs read back with ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+import uuid
+from typing import Any, Callable, Optional
+
+import tensorflow as tf
+
+from tf_codistill.core.losses import DISTILLATION_LOSSES
+from tf_codistill.core.schedules import WEIGHT_DECAY_SCHEDULES
+from tf_codistill.exchange.precision import PRECISIONS
+from tf_codistill.exchange.topology import TOPOLOGIES, peers_of
+from tf_codistill.runner import layout
+from tf_codistill.runner.optimizers import OPTIMIZERS
+from tf_codistill.runner.strategies import STRATEGIES
+
+PARTITIONS = ("disjoint", "same")
+TEACHERS = ("peers", "uniform", "unigram", "ensemble")
+
+
+class ConfigError(ValueError):
+    """A flag, path or model_dir that cannot be used; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A valid range, as a predicate and the words that describe it in an error."""
+
+    valid: Callable[[Any], bool]
+    expected: str
+
+
+AT_LEAST_0 = Range(lambda v: v >= 0, ">= 0")
+AT_LEAST_1 = Range(lambda v: v >= 1, ">= 1")
+POSITIVE = Range(lambda v: v > 0, "> 0")
+
+
+def knob(default, help: str, *, choices=None, valid: Optional[Range] = None):
+    """A config field: its default, its flag's help, and its valid values."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "choices": choices, "range": valid})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    train_steps: int = knob(1000, "Optimizer steps per group.", valid=AT_LEAST_1)
+    batch_size: int = knob(32, "Global batch size of one group.", valid=AT_LEAST_1)
+    learning_rate: float = knob(1e-3, "Peak learning rate.", valid=POSITIVE)
+    optimizer: str = knob("adam", "Optimizer.", choices=tuple(OPTIMIZERS))
+    momentum: float = knob(0.9, "Momentum of --optimizer=momentum.", valid=AT_LEAST_0)
+    warmup_steps: int = knob(0, "Linear learning-rate warm-up steps.", valid=AT_LEAST_0)
+    lr_decay_boundaries: tuple[int, ...] = knob(
+        (), "Steps at which the learning rate drops x0.1.")
+    weight_decay: float = knob(1e-4, "L2 weight decay of the image models' kernels.",
+                               valid=AT_LEAST_0)
+    weight_decay_schedule: str = knob(
+        "constant", "Factor on the models' regularization losses (weight decay) by step: "
+        "constant x1, or step_with_lr, Sodhani et al. (2021)'s accounting for "
+        "codistillation's own regularization: x1, x0.1 from the first "
+        "--lr_decay_boundaries step, 0 from the second (needs two boundaries).",
+        choices=WEIGHT_DECAY_SCHEDULES)
+    steps_per_loop: int = knob(50, "Steps between checkpoints and progress lines.",
+                               valid=AT_LEAST_1)
+    keep_checkpoints: int = knob(
+        3, "Checkpoints kept per group; 0 keeps one per --steps_per_loop, from which "
+        "tf_codistill.evaluate draws validation curves.", valid=AT_LEAST_0)
+    eval_steps: int = knob(50, "Evaluation batches at the end (0: the whole set).",
+                           valid=AT_LEAST_0)
+    seed: int = knob(0, "Seed for initialization and data order.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CodistillConfig:
+    distill_loss: str = knob(
+        "cross_entropy", "psi: soft-target cross entropy (the paper's), KL at a "
+        "temperature, or squared error between logits.", choices=tuple(DISTILLATION_LOSSES))
+    distill_weight: float = knob(1.0, "Weight of the distillation term.", valid=AT_LEAST_0)
+    temperature: float = knob(1.0, "Softmax temperature of cross_entropy and kl.",
+                              valid=POSITIVE)
+    burn_in_steps: int = knob(0, "Steps trained on the task loss alone.", valid=AT_LEAST_0)
+    reload_interval: int = knob(50, "Steps between reloads of peer checkpoints (and between "
+                                "publishes of this group's weights).", valid=AT_LEAST_1)
+    topology: str = knob("all_to_all", "Which peers each group reads.", choices=TOPOLOGIES)
+    teacher_precision: str = knob(
+        "float32", "Precision of the published teacher weights and of the teacher copies' "
+        "forward pass (int8 weights compute in bfloat16).", choices=PRECISIONS)
+    partition: str = knob("disjoint", "Groups read disjoint partitions of the data, or the "
+                          "same data.", choices=PARTITIONS)
+    teacher: str = knob(
+        "peers", "What the distillation term pulls toward: the peer groups' predictions, "
+        "or, as the paper's label-smoothing baselines, the uniform or unigram distribution "
+        "of the training targets; or, for two-phase distillation, the ensemble of the "
+        "trained groups in --teacher_dirs.", choices=TEACHERS)
+    teacher_dirs: tuple[str, ...] = knob(
+        (), "--teacher=ensemble: trained group directories (e.g. "
+        "runs/a/group_0,runs/b/group_0) whose mean prediction is the fixed teacher.")
+    staleness_warning_s: float = knob(600.0, "Warn when a peer published nothing new for "
+                                      "this many seconds.", valid=POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    train_files: tuple[str, ...] = knob((), "Training files (globs allowed).")
+    eval_files: tuple[str, ...] = knob((), "Held-out files; empty: a held-out partition of "
+                                       "--train_files.")
+    data_dir: str = knob("", "ImageNet TFRecords (train-*-of-*, validation-*-of-*).")
+    vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
+    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
+    min_paragraph_words: int = knob(
+        0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
+        "pipeline's default (30).", valid=AT_LEAST_0)
+    validation_fraction: float = knob(
+        0.01, "Share of --train_files documents held out for evaluation (by hash of the "
+        "record id) when --eval_files is empty.",
+        valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The whole run; ``model`` is the task's own section (``Task.ModelConfig``)."""
+
+    task: str = knob("lm", "Set-up to train: the paper's LM, Criteo or ImageNet, or the "
+                     "tiny clusters task used by tests (lm, criteo, imagenet, clusters).")
+    model_dir: str = knob("", "Directory holding everything the run makes; rerun the same "
+                          "command to resume.")
+    num_groups: int = knob(1, "Groups (model copies) that codistill.", valid=AT_LEAST_1)
+    group: int = knob(0, "Run only this group (0-based); unset with --num_groups > 1 "
+                      "starts every group as a local process.")
+    strategy: str = knob("default", "tf.distribute strategy inside a group.",
+                         choices=STRATEGIES)
+    tpu: str = knob("", "TPU name or grpc:// address for --strategy=tpu.")
+    trainer: TrainerConfig = TrainerConfig()
+    codistill: CodistillConfig = CodistillConfig()
+    data: DataConfig = DataConfig()
+    model: Any = None  # None: the task's defaults
+
+    def __post_init__(self):
+        if self.model is None:
+            object.__setattr__(self, "model", model_section(self.task)())
+
+    @property
+    def layout(self) -> layout.GroupLayout:
+        return layout.GroupLayout.of(self.model_dir, self.group)
+
+    @property
+    def group_dir(self) -> str:
+        return self.layout.directory
+
+    @property
+    def init_seed(self) -> int:
+        """Seed of this group's initialization: groups start from different points."""
+        return self.trainer.seed * 1000 + self.group
+
+    @property
+    def data_seed(self) -> int:
+        """Seed of this group's data order."""
+        return self.trainer.seed + self.group
+
+
+SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig, "data": DataConfig}
+
+
+def model_section(task: str) -> type:
+    """The model section class the task owns (imports the task's module)."""
+    from tf_codistill.tasks import task_class
+    return task_class(task).ModelConfig
+
+
+def knobs(section: type) -> list[dataclasses.Field]:
+    """The fields of a section that are settings (not nested sections)."""
+    return [f for f in dataclasses.fields(section) if "help" in f.metadata]
+
+
+def field_types(section: type) -> dict[str, type]:
+    return typing.get_type_hints(section)
+
+
+def check(config: RunConfig) -> None:
+    """Raises ConfigError naming the first setting that is not valid and what to pass."""
+    model_section(config.task)  # an unknown task is a ConfigError naming the known ones
+    if not isinstance(config.model, model_section(config.task)):
+        raise ConfigError(f"config.model is {type(config.model).__name__}, not the model "
+                          f"section of --task={config.task}; pass "
+                          f"model={model_section(config.task).__name__}(...) or None.")
+    for section in (config, config.trainer, config.codistill, config.data, config.model):
+        for field in knobs(type(section)):
+            _check_field(field, getattr(section, field.name))
+    _check_combinations(config)
+
+
+def _check_field(field: dataclasses.Field, value) -> None:
+    choices, valid = field.metadata["choices"], field.metadata["range"]
+    if choices is not None and value not in choices:
+        raise ConfigError(f"--{field.name}={value!r} is not valid; choose one of "
+                          f"{tuple(choices)}.")
+    if valid is not None and not valid.valid(value):
+        raise ConfigError(f"--{field.name}={value} is out of range; pass a value "
+                          f"{valid.expected}.")
+
+
+def _check_combinations(config: RunConfig) -> None:
+    codistill, trainer = config.codistill, config.trainer
+    if not 0 <= config.group < config.num_groups:
+        raise ConfigError(f"--group={config.group} is out of range: with "
+                          f"--num_groups={config.num_groups}, pass a group between 0 and "
+                          f"{config.num_groups - 1}.")
+    try:
+        peers_of(config.group, config.num_groups, codistill.topology)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if (codistill.teacher == "ensemble") != bool(codistill.teacher_dirs):
+        raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
+                          "together: pass --teacher=ensemble --teacher_dirs=<trained group "
+                          "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
+    if trainer.weight_decay_schedule == "step_with_lr" and len(trainer.lr_decay_boundaries) < 2:
+        raise ConfigError(
+            "--weight_decay_schedule=step_with_lr cuts weight decay x0.1 at the first "
+            "learning-rate decay and to 0 at the second, so it needs two "
+            f"--lr_decay_boundaries, got {len(trainer.lr_decay_boundaries)}; pass two or more "
+            "steps (e.g. --lr_decay_boundaries=2346,4692) or --weight_decay_schedule=constant.")
+
+
+def to_dict(config: RunConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(values: dict) -> RunConfig:
+    """The RunConfig of ``to_dict``; keys a newer or older version lacks take defaults."""
+    top = {f.name for f in knobs(RunConfig)}
+    arguments = {k: v for k, v in values.items() if k in top}
+    task = arguments.get("task", RunConfig.task)
+    sections = {**SECTIONS, "model": model_section(task)}
+    for key, section in sections.items():
+        names = {f.name for f in dataclasses.fields(section)}
+        arguments[key] = section(**{k: _tuples(v) for k, v in (values.get(key) or {}).items()
+                                    if k in names})
+    return RunConfig(**arguments)
+
+
+def read(path: str) -> RunConfig:
+    """The RunConfig saved at ``path`` (a group's config.json or a launcher's file)."""
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{path} does not exist: pass a config.json written by a run "
+                          "(<model_dir>/group_<k>/config.json).")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return from_dict(json.load(f))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ConfigError(f"{path} is not a run config ({error}); pass a config.json "
+                              "written by a run.") from None
+
+
+def write_or_check(config: RunConfig) -> None:
+    """Writes config.json into a new group directory, or refuses another architecture.
+
+    Only what shapes the checkpoint (the task and its model section) must stay
+    the same between reruns: steps, learning rate, weight decay, data and the
+    codistillation settings may change.
+    """
+    path = config.layout.config
+    if tf.io.gfile.exists(path):
+        saved = read(path)
+        for key in ("task", "model"):
+            if _normalized(getattr(saved, key)) != _normalized(getattr(config, key)):
+                raise ConfigError(
+                    f"--model_dir={config.model_dir} holds a run with a different "
+                    f"architecture ({key}: saved {_normalized(getattr(saved, key))}, asked "
+                    f"{_normalized(getattr(config, key))}). Pass a new --model_dir, or the "
+                    "same model flags to resume.")
+        return
+    tf.io.gfile.makedirs(config.group_dir)
+    write_json(path, to_dict(config))
+
+
+def write_json(path: str, value) -> None:
+    """Writes JSON through a uniquely named temporary file and a rename: readers never see
+    half of it, and concurrent writers never share a temporary file."""
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True, default=float)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _normalized(value):
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.loads(json.dumps(value))
+
+
+def _tuples(value):
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,136 @@
+"""The train command's flags, derived from the config's knobs: one definition per setting.
+
+Each field of ``RunConfig``, its shared sections and every task's model section
+becomes one absl flag of the same name, with the field's default, help text and
+choices. A name two tasks' model sections share (``num_classes``, ``hidden_units``,
+``embedding_dim``) is one flag; where their defaults differ it defaults to unset,
+meaning the chosen task's own default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from tf_codistill.runner import config as config_lib
+from tf_codistill.tasks import TASKS, task_class
+
+CONFIG_FLAG = "config"
+
+
+@dataclasses.dataclass
+class _Flag:
+    name: str
+    kind: type
+    default: object
+    help: str
+    choices: object
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines every knob as a flag, plus --config (a resolved config file to start from)."""
+    flags.DEFINE_string(CONFIG_FLAG, "", "A resolved run config (a group's config.json, or "
+                        "the file the local launcher writes) to start from; flags given "
+                        "with it override its values.", flag_values=flag_values)
+    for flag in _shared_flags() + _model_flags():
+        _define(flag, flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.RunConfig:
+    """The RunConfig the flags describe (starting from --config when it is given)."""
+    kinds = {flag.name: flag.kind for flag in _shared_flags() + _model_flags()}
+    if flag_values[CONFIG_FLAG].value:
+        base = config_lib.read(flag_values[CONFIG_FLAG].value)
+        given = {name for name in kinds if flag_values[name].present}
+    else:
+        base, given = config_lib.RunConfig(), set(kinds)
+
+    def value(name, current):
+        if name not in given or flag_values[name].value is None:
+            return current
+        try:
+            return _converted(flag_values[name].value, kinds[name])
+        except ValueError:
+            raise config_lib.ConfigError(
+                f"--{name}={','.join(flag_values[name].value)}: every item must be "
+                f"{typing.get_args(kinds[name])[0].__name__}, e.g. --{name}=100,200.") from None
+
+    task = value("task", base.task)
+    model_type = config_lib.model_section(task)
+    model = base.model if isinstance(base.model, model_type) else model_type()
+    return config_lib.RunConfig(
+        **{f.name: value(f.name, getattr(base, f.name))
+           for f in config_lib.knobs(config_lib.RunConfig)},
+        **{key: _replaced(getattr(base, key), value) for key in config_lib.SECTIONS},
+        model=_replaced(model, value))
+
+
+def _replaced(section, value):
+    return dataclasses.replace(section, **{
+        f.name: value(f.name, getattr(section, f.name)) for f in config_lib.knobs(type(section))})
+
+
+def _converted(flag_value, kind: type):
+    """List flags become tuples of the field's item type."""
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        return tuple(item(v) for v in flag_value)
+    return flag_value
+
+
+def _shared_flags() -> list[_Flag]:
+    sections = [config_lib.RunConfig, *config_lib.SECTIONS.values()]
+    shared = [_flag_of(section, field) for section in sections
+              for field in config_lib.knobs(section)]
+    for flag in shared:
+        if flag.name == "task":  # the task registry, not the config, knows the tasks
+            flag.choices = sorted(TASKS)
+    return shared
+
+
+def _model_flags() -> list[_Flag]:
+    by_name: dict[str, list[tuple[str, _Flag]]] = {}
+    for task in sorted(TASKS):
+        section = task_class(task).ModelConfig
+        for field in config_lib.knobs(section):
+            by_name.setdefault(field.name, []).append((task, _flag_of(section, field)))
+    merged = []
+    for name, definitions in by_name.items():
+        if len(definitions) == 1:
+            task, flag = definitions[0]
+            flag.help = f"--task={task}: {flag.help}"
+            merged.append(flag)
+            continue
+        first = definitions[0][1]
+        same_default = all(f.default == first.default for _, f in definitions)
+        first.help = " ".join(f"--task={task}: {f.help} (default {f.default!r})."
+                              for task, f in definitions)
+        first.default = first.default if same_default else None
+        merged.append(first)
+    return merged
+
+
+def _flag_of(section: type, field: dataclasses.Field) -> _Flag:
+    kind = typing.get_type_hints(section)[field.name]
+    return _Flag(field.name, kind, field.default, field.metadata["help"],
+                 field.metadata["choices"])
+
+
+def _define(flag: _Flag, flag_values) -> None:
+    kind, default = flag.kind, flag.default
+    if typing.get_origin(kind) is tuple:
+        default = None if default is None else [str(v) for v in default]
+        flags.DEFINE_list(flag.name, default, flag.help, flag_values=flag_values)
+    elif kind is bool:
+        flags.DEFINE_bool(flag.name, default, flag.help, flag_values=flag_values)
+    elif kind is int:
+        flags.DEFINE_integer(flag.name, default, flag.help, flag_values=flag_values)
+    elif kind is float:
+        flags.DEFINE_float(flag.name, default, flag.help, flag_values=flag_values)
+    elif flag.choices is not None:
+        flags.DEFINE_enum(flag.name, default, list(flag.choices), flag.help,
+                          flag_values=flag_values)
+    else:
+        flags.DEFINE_string(flag.name, default, flag.help, flag_values=flag_values)
