@@ -7,6 +7,9 @@ import sys
 import pytest
 
 import tokenizer
+from data_pipelines import documents, partition, synthetic_wet
+from data_pipelines.filters import FilterConfig
+from data_pipelines.wet import ReadStats
 from tokenizer import sources
 from tokenizer.sample_text import stdlib_docstrings
 
@@ -14,7 +17,7 @@ DOCUMENTS = list(stdlib_docstrings(max_chars=120_000))
 
 
 def _wet_record(record_type: str, payload: bytes, uri: str = "") -> bytes:
-    headers = [f"WARC-Type: {record_type}", "WARC-Record-ID: <urn:uuid:0>",
+    headers = [f"WARC-Type: {record_type}", f"WARC-Record-ID: <urn:uuid:{uri or 'info'}>",
                "WARC-Date: 2018-01-01T00:00:00Z"]
     if uri:
         headers.append(f"WARC-Target-URI: {uri}")
@@ -95,13 +98,29 @@ def test_text_file_that_is_not_utf8(tmp_path):
         list(sources.text_documents(str(path)))
 
 
-def test_wet_conversion_records_are_documents(tmp_path):
+def test_wet_documents_are_the_filtered_training_partition(tmp_path):
+    """The vocabulary sees what training reads: English long paragraphs, no held-out text."""
     path = tmp_path / "sample.wet.gz"
-    documents = ["Caf\u00e9 menu.\nSoup of the day.", "Second page \U0001F642"]
-    write_wet(path, documents, extra_payloads=[b"broken \xff payload"])
-    stats = {}
-    assert list(sources.wet_documents(str(path), stats)) == documents
-    assert stats == {"records": 2, "skipped_not_utf8": 1}
+    synthetic_wet.write_wet_file(str(path), seed=3, count=60)
+    stats = ReadStats()
+    vocabulary_text = list(sources.wet_documents(str(path), validation_fraction=0.2,
+                                                 stats=stats))
+    split = partition.Partition(mode="same", validation_fraction=0.2)
+    expected = [doc.text for doc in documents.kept_documents(
+        [str(path)], split, FilterConfig(), ReadStats())]
+    assert vocabulary_text == expected
+    held_out = [doc.text for doc in documents.kept_documents(
+        [str(path)], partition.Partition(mode="validation", validation_fraction=0.2),
+        FilterConfig(), ReadStats())]
+    assert held_out and not set(held_out) & set(vocabulary_text)
+    assert stats.dropped  # foreign-language documents were filtered out
+
+
+def test_a_wet_file_with_nothing_to_train_on_is_an_error(tmp_path):
+    path = tmp_path / "sample.wet.gz"
+    write_wet(path, ["Caf\u00e9 menu.\nSoup of the day."])
+    with pytest.raises(tokenizer.TrainingError, match="no document passed the filters"):
+        list(sources.wet_documents(str(path)))
 
 
 def test_unreadable_wet_file(tmp_path):
@@ -130,7 +149,7 @@ def test_command_line_trains_from_text_and_wet_files(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tokenizer.train",
          f"--input={text_path},{tmp_path / '*.wet.gz'}", "--vocab_size=320",
-         f"--output={output}", "--seed=1"],
+         f"--output={output}", "--seed=1", "--min_paragraph_words=3"],
         cwd=repo, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": repo})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -139,7 +158,8 @@ def test_command_line_trains_from_text_and_wet_files(tmp_path):
     document = DOCUMENTS[-1]
     assert tok.decode(tok.encode_document(document)) == document
     in_process = tokenizer.train_model_proto(
-        sources.documents_from_files([str(text_path), str(tmp_path / "crawl.wet.gz")]), 320,
+        sources.documents_from_files([str(text_path), str(tmp_path / "crawl.wet.gz")],
+                                     filter_config=FilterConfig(min_paragraph_words=3)), 320,
         seed=1)
     assert output.read_bytes() == in_process
 

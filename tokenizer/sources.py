@@ -3,8 +3,8 @@
 - Plain text (any name not ending in .wet / .wet.gz): UTF-8; documents are blocks of lines
   separated by one or more blank lines, and each line is a paragraph. A file without blank
   lines is one document.
-- WET (.wet, .wet.gz): each WARC "conversion" record is one document; records whose payload
-  is not UTF-8 are skipped and counted.
+- WET (.wet, .wet.gz): read, filtered and partitioned by data_pipelines exactly as training
+  reads them (English, long paragraphs), held-out documents excluded.
 """
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ import os
 import re
 from typing import Iterable, Iterator
 
+from data_pipelines.documents import kept_documents
+from data_pipelines.filters import FilterConfig
+from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION, Partition
+from data_pipelines.wet import ReadStats
 from tokenizer.errors import TrainingError, invalid_utf8_message
 
 _BLANK_LINES = re.compile(r"\n[ \t\r]*\n(?:[ \t\r]*\n)*")
@@ -31,10 +35,13 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     return paths
 
 
-def documents_from_files(paths: Iterable[str]) -> Iterator[str]:
+def documents_from_files(paths: Iterable[str],
+                         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                         filter_config: FilterConfig | None = None) -> Iterator[str]:
+    """Plain text as it is; WET files as training reads them (see ``wet_documents``)."""
     for path in paths:
         if path.endswith((".wet", ".wet.gz")):
-            yield from wet_documents(path)
+            yield from wet_documents(path, validation_fraction, filter_config)
         else:
             yield from text_documents(path)
 
@@ -53,25 +60,22 @@ def text_documents(path: str) -> Iterator[str]:
             yield block
 
 
-def wet_documents(path: str, stats: dict | None = None) -> Iterator[str]:
-    """Payloads of the conversion records of a WET file (gzip detected automatically)."""
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
-    stats = {} if stats is None else stats
-    stats.setdefault("records", 0)
-    stats.setdefault("skipped_not_utf8", 0)
+def wet_documents(path: str, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                  filter_config: FilterConfig | None = None,
+                  stats: ReadStats | None = None) -> Iterator[str]:
+    """The documents of a WET file that training reads: data_pipelines' reader and filters,
+    training partition only, so the vocabulary never sees held-out text."""
+    stats = ReadStats() if stats is None else stats
+    split = Partition(mode="same", validation_fraction=validation_fraction)
     try:
-        for record in ArchiveIterator(path, record_types=WarcRecordType.conversion):
-            payload = record.reader.read()
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                stats["skipped_not_utf8"] += 1
-                continue
-            stats["records"] += 1
-            yield text
+        for document in kept_documents([path], split, filter_config or FilterConfig(), stats):
+            yield document.text
     except OSError as error:
         raise TrainingError(f"{path}: cannot read as a WET file ({error})") from None
-    if stats["skipped_not_utf8"]:
-        logging.warning("%s: skipped %d records that are not UTF-8", path,
-                        stats["skipped_not_utf8"])
+    if not stats.records_read:
+        raise TrainingError(f"{path}: cannot read as a WET file (read counters: "
+                            f"{stats.as_dict()})")
+    if not stats.documents_kept:
+        raise TrainingError(f"{path}: no document passed the filters (read counters: "
+                            f"{stats.as_dict()}); check that it is a WET file of English "
+                            "text with long paragraphs")

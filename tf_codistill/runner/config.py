@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
+from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
 from tf_codistill.core.losses import DISTILLATION_LOSSES
 from tf_codistill.core.schedules import WEIGHT_DECAY_SCHEDULES
 from tf_codistill.exchange.precision import PRECISIONS
@@ -125,7 +126,7 @@ class DataConfig:
         0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
         "pipeline's default (30).", valid=AT_LEAST_0)
     validation_fraction: float = knob(
-        0.01, "Share of --train_files documents held out for evaluation (by hash of the "
+        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for evaluation (by hash of the "
         "record id) when --eval_files is empty.",
         valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
 
