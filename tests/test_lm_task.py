@@ -1,7 +1,9 @@
 """The LM task end to end: WET files + a trained vocabulary -> stateful LSTM LM groups."""
 
 import dataclasses
+import functools
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -30,6 +32,38 @@ def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
     assert metrics["eval_perplexity"] == pytest.approx(2.718281828 ** metrics["eval_loss"],
                                                        rel=1e-4)
     assert metrics["eval_perplexity"] < 400  # better than uniform over the vocabulary
+
+
+def test_metrics_json_keeps_the_wet_read_counters(tmp_path, corpus):
+    files, vocab = corpus
+    metrics = train_lib.run(_config(tmp_path, files, vocab))
+    counters = metrics["input"]
+    assert counters["records_read"] > 0 and counters["documents_kept"] > 0
+    assert counters["tokens"] > 0
+    assert counters["records_read"] >= (counters["documents_kept"]
+                                        + counters["documents_dropped_total"])
+    with open(tmp_path / "group_0" / "metrics.json") as f:
+        assert json.load(f)["input"] == counters
+
+
+def test_an_lm_group_trains_on_the_beam_pipelines_shards(tmp_path, corpus):
+    """--train_shards: the Beam output is a training input, not a dead end."""
+    from data_pipelines import beam_pipeline
+    files, vocab = corpus
+    prefix = str(tmp_path / "shards" / "cc")
+    beam_pipeline.run(files, prefix, functools.partial(beam_pipeline._load_encoder, vocab),
+                      ["--runner=DirectRunner"], num_groups=2, partition_mode="disjoint",
+                      validation_fraction=0.2, filter_config=FilterConfig(min_paragraph_words=5))
+    config = _config(tmp_path / "run", (), vocab, num_groups=2, group=1)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                  train_shards=prefix))
+    metrics = train_lib.run(dataclasses.replace(
+        config, codistill=dataclasses.replace(config.codistill, teacher="uniform")))
+    assert metrics["global_step"] == 6 and np.isfinite(metrics["eval_loss"])
+    missing = dataclasses.replace(config, num_groups=3, group=2)
+    with pytest.raises(config_lib.ConfigError, match="--num_groups=3 and --partition=disjoint "
+                                                     "must match the pipeline's"):
+        train_lib.run(missing)
 
 
 def test_unigram_prior_counts_the_groups_training_targets(tmp_path, corpus):

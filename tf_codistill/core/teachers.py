@@ -43,6 +43,11 @@ class TeacherSource:
     def callbacks(self) -> list[keras.callbacks.Callback]:
         return []
 
+    def stats(self) -> dict:
+        """What the source did so far (reloads, staleness, bytes read), for metrics.json and
+        TensorBoard; empty for sources that exchange nothing."""
+        return {}
+
 
 class InProcessPeers(TeacherSource):
     """Peers of the same architecture trained in the same step (Algorithm 1).

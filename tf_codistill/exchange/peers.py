@@ -20,12 +20,13 @@ from absl import logging
 
 from tf_codistill.exchange import snapshots
 from tf_codistill.runner.callbacks import StepCountingCallback
+from tf_codistill.core.carried_state import carried_state_variables
 from tf_codistill.core.teachers import TeacherSource
 
 
 def exchanged_variables(model: keras.Model) -> list[tf.Variable]:
     """The variables a peer needs: all weights but per-stream carried state."""
-    carried = {id(v) for v in getattr(model, "carried_state_variables", [])}
+    carried = {id(v) for v in carried_state_variables(model)}
     return [v for v in model.weights if id(v) not in carried]
 
 

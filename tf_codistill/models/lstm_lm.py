@@ -17,6 +17,8 @@ import dataclasses
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.core.carried_state import CarriesState
+
 
 @dataclasses.dataclass(frozen=True)
 class LanguageModelConfig:
@@ -58,7 +60,7 @@ class LayerNormLSTMCell(keras.layers.LSTMCell):
         return h, [h, c]
 
 
-class StatefulLanguageModel(keras.Model):
+class StatefulLanguageModel(keras.Model, CarriesState):
     """Embedding -> LSTM x num_layers -> logits over the vocabulary, per token.
 
     Args:

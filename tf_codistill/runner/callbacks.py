@@ -97,7 +97,7 @@ class ProgressLogger(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._start
         steps = self.params.get("steps") or 1
         step = int(self.model.optimizer.iterations.numpy())
-        staleness = getattr(self._teacher, "max_staleness_steps", None)
+        staleness = self._teacher.stats().get("teacher_staleness_steps")
         line = (f"group {self._group} step {step}: loss {logs['loss']:.4f} "
                 f"task {logs['task_loss']:.4f} distill {logs['distill_loss']:.4f} "
                 f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
@@ -110,8 +110,8 @@ class ProgressLogger(keras.callbacks.Callback):
     def _write_scalars(self, step, throughput):
         """What Keras' TensorBoard callback does not log: throughput and teacher state."""
         scalars = {f"{self._unit}_per_second": throughput}
-        if hasattr(self._teacher, "stats"):
-            stats = self._teacher.stats()
+        stats = self._teacher.stats()
+        if stats:
             scalars.update(teacher_reloads=stats["teacher_reloads"],
                            teacher_staleness_steps=stats["teacher_staleness_steps"],
                            peer_bytes_read=stats["peer_bytes_read"])

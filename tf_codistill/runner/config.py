@@ -119,6 +119,10 @@ class DataConfig:
     train_files: tuple[str, ...] = knob((), "Training files (globs allowed).")
     eval_files: tuple[str, ...] = knob((), "Held-out files; empty: a held-out partition of "
                                        "--train_files.")
+    train_shards: str = knob(
+        "", "LM: the --output_prefix of data_pipelines.beam_pipeline; train on its TFRecord "
+        "shards of this group's partition (and evaluate on its validation shards) instead "
+        "of reading --train_files.")
     data_dir: str = knob("", "ImageNet TFRecords (train-*-of-*, validation-*-of-*).")
     vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
     seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)

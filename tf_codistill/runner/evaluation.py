@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.core.carried_state import reset_carried_state
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import layout
 from tf_codistill.tasks import get_task
@@ -95,8 +96,7 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: keras.
         raise config_lib.ConfigError(
             f"Cannot restore {path} ({type(error).__name__}: "
             f"{str(error).splitlines()[0]}). {advice}") from None
-    if hasattr(model, "reset_states"):
-        model.reset_states()
+    reset_carried_state(model)
 
 
 def mean_probability_nll(output_kind: str, logits: Sequence[tf.Tensor], labels) -> tf.Tensor:
@@ -126,8 +126,7 @@ def ensemble_loss(task, strategy: tf.distribute.Strategy, members: Sequence[kera
     Stateful members start from zero state.
     """
     for member in members:
-        if hasattr(member, "reset_states"):
-            member.reset_states()
+        reset_carried_state(member)
 
     def replica_step(batch):
         x, y, weights = keras.utils.unpack_x_y_sample_weight(batch)

@@ -18,6 +18,7 @@ import tf_keras as keras
 from absl import logging
 
 from tf_codistill.runner import callbacks as callbacks_lib
+from tf_codistill.core.carried_state import reset_carried_state
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import layout
@@ -64,7 +65,8 @@ def run(config: config_lib.RunConfig) -> dict:
     finally:
         if peers is not None:
             peers.close()
-    metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
+    metrics = _metrics(config, model, train_logs, eval_logs, seconds)
+    metrics["input"] = task.input_stats()
     if chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
@@ -233,15 +235,14 @@ def _train(config, task, strategy, model, manager, chief, start_step):
 
 
 def _evaluate(config, task, strategy, model):
-    if hasattr(model.student, "reset_states"):
-        model.student.reset_states()
+    reset_carried_state(model.student)
     dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
     steps = config.trainer.eval_steps or None
     logs = model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
     return task.summarize_eval(logs)
 
 
-def _metrics(config, model, peers, train_logs, eval_logs, seconds):
+def _metrics(config, model, train_logs, eval_logs, seconds):
     metrics = {
         "group": config.group,
         "global_step": int(model.optimizer.iterations.numpy()),
@@ -257,8 +258,7 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
         "peer_bytes_read": 0,
         "reload_latency_s": None,
     }
-    if peers is not None:
-        metrics.update(peers.stats())
+    metrics.update(model.teacher.stats())
     metrics.update({f"eval_{k}": v for k, v in eval_logs.items() if k != "loss"})
     return metrics
 

@@ -43,6 +43,10 @@ class Task:
         """A float or a LearningRateSchedule; the trainer's rate by default."""
         return self.config.trainer.learning_rate
 
+    def input_stats(self) -> dict:
+        """Counters of the training input read so far (records, drops by reason)."""
+        return {}
+
     def summarize_eval(self, logs: dict) -> dict:
         """Adds derived figures (e.g. perplexity) to the evaluation logs."""
         return dict(logs)

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 import tokenizer as tokenizer_lib
 from data_pipelines.filters import FilterConfig
-from data_pipelines.training_data import build_training_dataset
+from data_pipelines import partition, shards, wet
+from data_pipelines.training_data import build_dataset_from_shards, build_training_dataset
 from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
 from tf_codistill.tasks.base import Task
@@ -55,6 +56,8 @@ class LanguageModelTask(Task):
         self._tokenizer = None
         self._train_files = []
         self._eval_files = []
+        self._shards = {}
+        self._read_stats = wet.ReadStats()
 
     @property
     def units_per_row(self):
@@ -62,13 +65,19 @@ class LanguageModelTask(Task):
 
     def check_inputs(self):
         data = self.config.data
-        if not data.train_files:
-            raise ConfigError("--task=lm needs Common Crawl WET files: pass --train_files="
-                              "<files or globs> and --vocab=<vocabulary>; " + VOCAB_HINT + ".")
+        if bool(data.train_files) == bool(data.train_shards):
+            raise ConfigError("--task=lm reads either Common Crawl WET files (--train_files="
+                              "<files or globs>) or the TFRecord shards of "
+                              "data_pipelines.beam_pipeline (--train_shards=<its "
+                              "--output_prefix>), exactly one of them, and --vocab=<vocabulary>; "
+                              + VOCAB_HINT + ".")
         if not data.vocab:
             raise ConfigError("--task=lm needs --vocab=<vocabulary file>; " + VOCAB_HINT + ".")
         self._train_files = expand_files(data.train_files, "train_files")
         self._eval_files = expand_files(data.eval_files, "eval_files")
+        if data.train_shards:
+            self._shards = {name: self._shard_files(name)
+                            for name in (self._partition().name, "validation")}
         try:
             self._tokenizer = tokenizer_lib.load(data.vocab)
         except tokenizer_lib.VocabularyError as error:
@@ -91,6 +100,8 @@ class LanguageModelTask(Task):
         return StatefulLanguageModel(self.model_config(), per_replica_batch)
 
     def train_dataset(self, context):
+        if self._shards:
+            return self._shard_dataset(self._shards[self._partition().name], context)
         return self._dataset(self._train_files, context, self.config.codistill.partition,
                              self.config.group, self.config.num_groups)
 
@@ -98,6 +109,8 @@ class LanguageModelTask(Task):
         # eval_steps=0 means one pass over the held-out documents; otherwise they repeat
         # until eval_steps batches are drawn.
         epochs = None if self.config.trainer.eval_steps else 1
+        if self._shards and not self._eval_files:
+            return self._shard_dataset(self._shards["validation"], context, epochs)
         if self._eval_files:
             return self._dataset(self._eval_files, context, "same", 0, 1, epochs)
         return self._dataset(self._train_files, context, "validation", self.config.group,
@@ -118,6 +131,9 @@ class LanguageModelTask(Task):
             counts += np.bincount(targets.numpy().ravel(), minlength=vocab_size)
         return counts
 
+    def input_stats(self):
+        return self._read_stats.as_dict()
+
     def summarize_eval(self, logs):
         summary = dict(logs)
         summary["perplexity"] = math.exp(min(logs["loss"], 50.0))
@@ -135,4 +151,28 @@ class LanguageModelTask(Task):
             sequence_length=self.config.data.seq_len, group=group, num_groups=num_groups,
             partition_mode=partition_mode, input_context=context, filter_config=filters,
             validation_fraction=self.config.data.validation_fraction,
+            num_epochs=num_epochs, seed=self.config.trainer.seed,
+            stats=self._read_stats if partition_mode != "validation" else None)
+
+    def _partition(self) -> partition.Partition:
+        """This group's training partition (its name names its Beam shards)."""
+        config = self.config
+        return partition.Partition(config.group, config.num_groups, config.codistill.partition,
+                                   config.data.validation_fraction)
+
+    def _shard_files(self, name: str) -> list[str]:
+        try:
+            return shards.shard_files(self.config.data.train_shards, name)
+        except FileNotFoundError as error:
+            raise ConfigError(f"--train_shards={self.config.data.train_shards}: {error} "
+                              f"(--num_groups={self.config.num_groups} and --partition="
+                              f"{self.config.codistill.partition} must match the pipeline's)."
+                              ) from None
+
+    def _shard_dataset(self, files, context, num_epochs=None):
+        return build_dataset_from_shards(
+            files, self._tokenizer.eod_id,
+            per_replica_batch_size=context.get_per_replica_batch_size(
+                self.config.trainer.batch_size),
+            sequence_length=self.config.data.seq_len, input_context=context,
             num_epochs=num_epochs, seed=self.config.trainer.seed)
