@@ -59,7 +59,7 @@ def evaluate(group_dirs, curve=False, eval_steps=None, strategy=None) -> dict:
 
 
 def format_results(results: dict) -> str:
-    from tf_codistill.runner.evaluation import perplexity
+    from tf_codistill.core.losses import perplexity
     rows = [(d, m) for d, m in zip(results["group_dirs"], results["members"])]
     if "ensemble" in results:
         rows.append(("ensemble (mean probability)", results["ensemble"]))

@@ -19,7 +19,7 @@ def stdlib_docstrings(max_chars: int = 1_000_000, min_chars: int = 200) -> Itera
     """
     total = 0
     for path in _stdlib_sources():
-        for doc in _docstrings(path):
+        for doc in file_docstrings(path):
             if len(doc) < min_chars:
                 continue
             yield doc
@@ -38,7 +38,8 @@ def _stdlib_sources() -> Iterator[str]:
                 yield os.path.join(directory, name)
 
 
-def _docstrings(path: str) -> Iterator[str]:
+def file_docstrings(path: str) -> Iterator[str]:
+    """The docstrings of one Python source file, parsed (never imported)."""
     try:
         with open(path, encoding="utf-8") as file:
             tree = ast.parse(file.read())

@@ -18,6 +18,7 @@ and the mean of their logits for the logit regression.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import tensorflow as tf
@@ -108,6 +109,11 @@ class LogitSquaredError(DistillationLoss):
         target = tf.stop_gradient(tf.cast(target, tf.float32))
         diff = tf.cast(student_logits, tf.float32) - target
         return tf.reduce_mean(tf.square(diff), axis=-1)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss) of a cross entropy in nats, capped so a diverged run stays printable."""
+    return math.exp(min(loss, 50.0))
 
 
 DISTILLATION_LOSSES = {

@@ -10,7 +10,6 @@ so the demo runs through the real reader, filter, tokenizer and batcher.
 
 from __future__ import annotations
 
-import ast
 import gzip
 import importlib
 import importlib.util
@@ -21,6 +20,7 @@ import uuid
 from typing import Iterator, Sequence
 
 from data_pipelines.synthetic_wet import frame_record, warcinfo_record
+from tokenizer.sample_text import file_docstrings
 
 _SKIPPED_MODULES = ("antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo")
 
@@ -77,14 +77,7 @@ def library_documents(packages: Sequence[str]) -> Iterator[tuple[str, str]]:
 
 
 def _docstrings(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-    except (SyntaxError, UnicodeDecodeError, ValueError):
-        return ""
-    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-    docs = [ast.get_docstring(node) for node in ast.walk(tree) if isinstance(node, kinds)]
-    return "\n\n".join(doc for doc in docs if doc)
+    return "\n\n".join(file_docstrings(path))
 
 
 def _module_text(name: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 from typing import Sequence
@@ -198,10 +197,6 @@ class Evaluator:
                 "same --steps_per_loop and --keep_checkpoints=0.")
         return [{"step": step, "loss": self.loss([s[step] for s in steps])}
                 for step in common]
-
-
-def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 50.0))
 
 
 def steps_to_reach(curve: Sequence[dict], target: float) -> int | None:

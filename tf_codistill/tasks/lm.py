@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +11,7 @@ import tokenizer as tokenizer_lib
 from data_pipelines.filters import FilterConfig
 from data_pipelines import partition, shards, wet
 from data_pipelines.training_data import build_dataset_from_shards, build_training_dataset
+from tf_codistill.core.losses import perplexity
 from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
 from tf_codistill.tasks.base import Task
@@ -66,10 +66,10 @@ class LanguageModelTask(Task):
     def check_inputs(self):
         data = self.config.data
         if bool(data.train_files) == bool(data.train_shards):
-            raise ConfigError("--task=lm reads either Common Crawl WET files (--train_files="
-                              "<files or globs>) or the TFRecord shards of "
-                              "data_pipelines.beam_pipeline (--train_shards=<its "
-                              "--output_prefix>), exactly one of them, and --vocab=<vocabulary>; "
+            raise ConfigError("--task=lm needs Common Crawl WET files: pass --train_files="
+                              "<files or globs>, or instead the TFRecord shards of "
+                              "data_pipelines.beam_pipeline as --train_shards=<its "
+                              "--output_prefix> (one of the two), and --vocab=<vocabulary>; "
                               + VOCAB_HINT + ".")
         if not data.vocab:
             raise ConfigError("--task=lm needs --vocab=<vocabulary file>; " + VOCAB_HINT + ".")
@@ -136,7 +136,7 @@ class LanguageModelTask(Task):
 
     def summarize_eval(self, logs):
         summary = dict(logs)
-        summary["perplexity"] = math.exp(min(logs["loss"], 50.0))
+        summary["perplexity"] = perplexity(logs["loss"])
         return summary
 
     def _dataset(self, files, context, partition_mode, group, num_groups, num_epochs=None):
