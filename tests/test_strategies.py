@@ -41,7 +41,7 @@ def test_tpu_at_an_address_nobody_listens_on_fails_fast():
 
 def test_local_tpu_on_a_machine_without_one_is_a_clear_error():
     """In its own process: trying a TPU system touches the eager context."""
-    code = ("from tf_codistill import strategies\n"
+    code = ("from tf_codistill.runner import strategies\n"
             "try:\n"
             "    strategies.get_strategy('tpu', 'local')\n"
             "except strategies.TPUUnavailableError as error:\n"
