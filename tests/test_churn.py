@@ -86,6 +86,7 @@ def test_ensembles_average_probabilities_and_repeats_are_mean_and_half_range():
     assert churn.mean_and_half_range([0.02, 0.03, 0.01]) == pytest.approx((0.02, 0.01))
 
 
+@pytest.mark.slow
 def test_the_table_1_experiment_runs_end_to_end_on_tiny_data(tmp_path):
     from experiments import criteo_churn
     config = criteo_churn.ChurnConfig(

@@ -59,6 +59,7 @@ def test_mean_probability_nll_matches_numpy_for_softmax_and_sigmoid():
         evaluation.mean_probability_nll("linear", [x], targets)
 
 
+@pytest.mark.slow
 def test_one_member_scores_what_the_run_evaluated_and_an_ensemble_helps(two_runs):
     (config, metrics), (other, other_metrics) = two_runs
     evaluator = evaluation.Evaluator(config, tf.distribute.get_strategy())
@@ -84,6 +85,7 @@ def test_a_curve_scores_every_kept_checkpoint(two_runs):
     assert evaluation.best_loss(curve) == min(p["loss"] for p in curve)
 
 
+@pytest.mark.slow
 def test_two_phase_distillation_trains_a_fresh_model_on_the_ensemble(two_runs, tmp_path):
     (config, _), (other, _) = two_runs
     before = tf.train.load_checkpoint(evaluation.latest_checkpoint(config.group_dir))
@@ -130,6 +132,7 @@ def test_teacher_ensemble_flags_go_together(codistill, message, tmp_path):
         config_lib.check(config)
 
 
+@pytest.mark.slow
 def test_the_evaluate_command_prints_and_writes_the_ensemble(two_runs, tmp_path):
     (config, _), (other, _) = two_runs
     output = tmp_path / "results.json"

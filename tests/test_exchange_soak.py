@@ -14,8 +14,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tf_codistill.exchange.snapshots import MANIFEST_NAME, PeerPoller, PeerPublisher, read_latest
+
+pytestmark = pytest.mark.slow  # starts training processes
 
 SOAK_SECONDS = 30.0
 KILL_AFTER_PUBLISHING_S = 1.0  # let each writer generation publish a while before killing it

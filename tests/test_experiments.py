@@ -8,6 +8,8 @@ from tests.helpers import lm
 from experiments.harness import experiment_lib
 from experiments.harness import lm_experiments
 
+pytestmark = pytest.mark.slow  # starts training processes
+
 TINY = ["--vocab_size=400", "--units=16", "--embedding_dim=8", "--seq_len=8",
         "--batch_size=4", "--steps_per_loop=3", "--min_paragraph_words=5",
         "--validation_fraction=0.2"]

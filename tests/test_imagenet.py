@@ -103,6 +103,7 @@ def test_image_models_are_chosen_by_flag_name():
         build_image_model("vgg", NUM_CLASSES, 16)
 
 
+@pytest.mark.slow
 def test_codistilled_resnets_train_under_mirrored_strategy(imagenet_dir, mirrored_strategy):
     def dataset_fn(input_context):
         return imagenet.imagenet_dataset(imagenet_dir, "train", 8, image_size=SIZE,

@@ -25,6 +25,7 @@ def corpus(tmp_path_factory):
 _config = lm.lm_config
 
 
+@pytest.mark.slow
 def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
     files, vocab = corpus
     metrics = train_lib.run(_config(tmp_path, files, vocab))
@@ -34,6 +35,7 @@ def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
     assert metrics["eval_perplexity"] < 400  # better than uniform over the vocabulary
 
 
+@pytest.mark.slow
 def test_metrics_json_keeps_the_wet_read_counters(tmp_path, corpus):
     files, vocab = corpus
     metrics = train_lib.run(_config(tmp_path, files, vocab))
@@ -46,6 +48,7 @@ def test_metrics_json_keeps_the_wet_read_counters(tmp_path, corpus):
         assert json.load(f)["input"] == counters
 
 
+@pytest.mark.slow
 def test_an_lm_group_trains_on_the_beam_pipelines_shards(tmp_path, corpus):
     """--train_shards: the Beam output is a training input, not a dead end."""
     from data_pipelines import beam_pipeline

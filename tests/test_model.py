@@ -42,6 +42,7 @@ def _train(strategy, case, steps=3):
     return model, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["classifier_peers", "logistic_fixed_teacher",
                                   "masked_sequence_peers"])
 def test_mirrored_strategy_gives_the_single_device_update(case, mirrored_strategy):

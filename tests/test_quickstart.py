@@ -1,9 +1,12 @@
 """The quickstart trains a baseline and a codistilled pair end to end."""
 
+import pytest
+
 from tf_codistill import quickstart
 from tf_codistill.tasks.clusters import ClustersData, make_data
 
 
+@pytest.mark.slow
 def test_quickstart_trains_both_models_and_prints_a_table():
     config = quickstart.QuickstartConfig(
         data=ClustersData(train_examples=256, eval_examples=128), hidden_units=16, epochs=2,

@@ -2,9 +2,13 @@
 
 from pathlib import Path
 
+import pytest
+
 from data_pipelines.criteo import write_synthetic_criteo
 from data_pipelines.imagenet import write_synthetic_imagenet_tfrecords
 from tests.helpers import runs
+
+pytestmark = pytest.mark.slow  # starts training processes
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -38,6 +38,7 @@ def test_batch_matches_python_ids_on_hard_cases(tok, tf_tok):
         assert plain_ids == tok.encode(text), text
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(texts=st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
                       | st.text(alphabet=st.sampled_from(list(" \t\r\n.!?\"'\u2581xY")),
@@ -54,6 +55,7 @@ def test_scalar_input_gives_a_dense_vector(tok, tf_tok):
     assert ids.numpy().tolist() == tok.encode_document("One. Two.")
 
 
+@pytest.mark.slow
 def test_parallel_map_in_a_dataset(tok, tf_tok):
     documents = list(stdlib_docstrings(max_chars=30_000))
     dataset = (tf.data.Dataset.from_tensor_slices(documents)

@@ -31,6 +31,7 @@ def _config(model_dir, **trainer):
         model=ClustersModelSection(hidden_units=(32,), num_classes=8))
 
 
+@pytest.mark.slow
 def test_a_run_fills_its_model_dir_and_a_rerun_resumes(tmp_path, capsys):
     config = _config(tmp_path, train_steps=20)
     first = train_lib.run(config)
@@ -86,6 +87,7 @@ def test_a_model_dir_of_another_architecture_is_refused_and_kept(tmp_path):
     assert (tmp_path / "group_0" / "config.json").read_text() == saved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     (["--num_groups=2", "--group=5"], "--group=5 is out of range"),
     (["--task=speech"], "--task=speech: value should be one of"),
@@ -103,6 +105,7 @@ def test_bad_flags_print_one_clear_line(tmp_path, flags, message):
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
     code, output = runs.run([*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2",
                              "--train_steps=200", "--steps_per_loop=50",
@@ -137,6 +140,7 @@ def tensorboard_scalars(directory):
     return names
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_while_the_peer_trains_on(tmp_path):
     flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2", "--train_steps=3000",
              "--steps_per_loop=20", "--reload_interval=20"]
@@ -170,6 +174,7 @@ def test_kill_9_then_the_same_command_resumes_while_the_peer_trains_on(tmp_path)
                 process.kill()
 
 
+@pytest.mark.slow
 def test_two_groups_of_two_workers_on_localhost(tmp_path):
     """Each group is its own MultiWorkerMirroredStrategy job with its own TF_CONFIG."""
     flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2", "--train_steps=60",

@@ -8,6 +8,8 @@ import pytest
 from experiments.harness import tuning
 from tf_codistill.tasks.clusters import ClustersData
 
+pytestmark = pytest.mark.slow  # trains many small models
+
 TINY = tuning.TinyConfig(data=ClustersData(train_examples=256, eval_examples=128),
                          hidden_units=(8,), batch_size=32, epochs=3)  # 24 steps a trial
 SPACE = tuning.SearchSpace(burn_in_steps=(0, 8))

@@ -59,12 +59,25 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib
 
     task = value("task", base.task)
     model_type = config_lib.model_section(task)
+    _check_model_flags_belong_to(task, model_type, flag_values)
     model = base.model if isinstance(base.model, model_type) else model_type()
     return config_lib.RunConfig(
         **{f.name: value(f.name, getattr(base, f.name))
            for f in config_lib.knobs(config_lib.RunConfig)},
         **{key: _replaced(getattr(base, key), value) for key in config_lib.SECTIONS},
         model=_replaced(model, value))
+
+
+def _check_model_flags_belong_to(task: str, model_type: type, flag_values) -> None:
+    """A model flag of another task would be silently ignored: refuse it instead."""
+    mine = {f.name for f in config_lib.knobs(model_type)}
+    for flag in _model_flags():
+        if flag_values[flag.name].present and flag.name not in mine:
+            owners = [t for t in sorted(TASKS) if flag.name in
+                      {f.name for f in config_lib.knobs(task_class(t).ModelConfig)}]
+            raise config_lib.ConfigError(
+                f"--{flag.name} sets the model of --task={'|'.join(owners)}, not of "
+                f"--task={task}; drop it (see --helpfull for --task={task}'s flags).")
 
 
 def _replaced(section, value):
