@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tf_codistill.runner.config import AT_LEAST_1, knob
-from tf_codistill.tasks.base import Task
+from tf_codistill.tasks.base import Task, group_input_context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ClustersModelSection:
 
 
 class ClustersTask(Task):
-    """Group k of N trains on every N-th example (disjoint) or on all (same)."""
+    """Each group trains on its shard of the examples (disjoint) or on all (same)."""
 
     ModelConfig = ClustersModelSection
 
@@ -75,9 +75,8 @@ class ClustersTask(Task):
 
     def train_dataset(self, context):
         dataset = tf.data.Dataset.from_tensor_slices(self._train)
-        if self.config.codistill.partition == "disjoint":
-            dataset = dataset.shard(self.config.num_groups, self.config.group)
-        dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+        shard = group_input_context(self.config, context)
+        dataset = dataset.shard(shard.num_input_pipelines, shard.input_pipeline_id)
         batch = context.get_per_replica_batch_size(self.config.trainer.batch_size)
         return (dataset.shuffle(4096, seed=self.config.data_seed)
                 .repeat().batch(batch, drop_remainder=True).prefetch(2))
