@@ -1,4 +1,5 @@
-"""ImageNet (ILSVRC2012) from TFRecords in the layout of TensorFlow's conversion scripts.
+"""ImageNet (ILSVRC2012) from TFRecords in the layout of TensorFlow's conversion scripts,
+or from TensorFlow Datasets' ``imagenet2012`` (prepared from the manual download).
 
 Files are ``train-?????-of-?????`` and ``validation-?????-of-?????`` in one
 directory; each record is a ``tf.train.Example`` with ``image/encoded`` (JPEG
@@ -16,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 SPLITS = {"train": "train", "validation": "validation"}
+SOURCES = ("tfrecords", "tfds")
+TFDS_NAME = "imagenet2012"
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 EVAL_CROP_FRACTION = 0.875  # 224 of 256
@@ -49,22 +52,53 @@ def imagenet_files(data_dir: str, split: str) -> list[str]:
 
 
 def imagenet_dataset(data_dir: str, split: str, batch_size: int, image_size: int = 224,
-                     training: bool | None = None, *, num_classes: int = 1000,
-                     label_offset: int = 1, seed: int | None = None,
+                     training: bool | None = None, *, source: str = "tfrecords",
+                     num_classes: int = 1000, label_offset: int = 1, seed: int | None = None,
                      shuffle_buffer: int = 10_000, num_epochs: int | None = None,
                      input_context: tf.distribute.InputContext | None = None,
                      drop_remainder: bool | None = None) -> tf.data.Dataset:
     """Batches of (float32 [B, size, size, 3] images, int32 [B] labels).
 
-    ``training`` (default: split == "train") turns on shuffling, augmentation,
-    repetition (``num_epochs``; None repeats forever) and dropping the last
-    partial batch. With ``input_context`` files are split between input pipelines
-    and ``batch_size`` is the global batch.
+    ``source`` "tfrecords" reads the conversion scripts' files in ``data_dir``;
+    "tfds" reads TFDS ``imagenet2012`` prepared in ``data_dir`` (its labels are
+    0-based, so ``label_offset`` does not apply). ``training`` (default: split ==
+    "train") turns on shuffling, augmentation, repetition (``num_epochs``; None
+    repeats forever) and dropping the last partial batch. With ``input_context``
+    the input is split between input pipelines and ``batch_size`` is the global
+    batch.
     """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r}: choose one of {SOURCES}.")
     training = split == "train" if training is None else training
-    files = imagenet_files(data_dir, split)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if source == "tfds":
+        examples, label_offset = _tfds_examples(data_dir, split, training, seed,
+                                                input_context), 0
+    else:
+        examples = _tfrecord_examples(data_dir, split, training, seed, input_context)
+    if training:
+        examples = examples.shuffle(shuffle_buffer, seed=seed).repeat(num_epochs)
+
+    def preprocess(encoded, label):
+        return preprocess_example(encoded, label, image_size, training, num_classes,
+                                  label_offset)
+
+    dataset = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=not training)
+    drop = training if drop_remainder is None else drop_remainder
+    dataset = dataset.batch(batch_size, drop_remainder=drop)
+    if input_context is not None:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.OFF)
+        dataset = dataset.with_options(options)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _tfrecord_examples(data_dir, split, training, seed, input_context) -> tf.data.Dataset:
+    """(JPEG bytes, raw label) of this input pipeline's share of the split's files."""
+    files = imagenet_files(data_dir, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) < input_context.num_input_pipelines:
@@ -79,33 +113,57 @@ def imagenet_dataset(data_dir: str, split: str, batch_size: int, image_size: int
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
                                  num_parallel_calls=tf.data.AUTOTUNE,
                                  deterministic=not training)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-        dataset = dataset.repeat(num_epochs)
+    return dataset.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=not training)
 
-    def parse(record):
-        return parse_example(record, image_size, training, num_classes, label_offset)
 
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=not training)
-    drop = training if drop_remainder is None else drop_remainder
-    dataset = dataset.batch(batch_size, drop_remainder=drop)
-    if input_context is not None:
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.OFF)
-        dataset = dataset.with_options(options)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+def tfds_builder(data_dir: str):
+    """TFDS ``imagenet2012`` in ``data_dir``, or an error saying how to prepare it."""
+    import tensorflow_datasets as tfds
+    builder = tfds.builder(TFDS_NAME, data_dir=data_dir or None)
+    try:
+        builder.as_dataset(split="validation")
+    except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as error:
+        raise ImageNetNotFoundError(
+            f"TFDS {TFDS_NAME} is not prepared in {data_dir!r} ({error}). Download "
+            "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from "
+            "https://image-net.org/download-images into a directory M, prepare the dataset "
+            f"once with `tfds build {TFDS_NAME} --data_dir={data_dir or '<dir>'} "
+            "--manual_dir=M`, then pass that --data_dir.") from None
+    return builder
+
+
+def _tfds_examples(data_dir, split, training, seed, input_context) -> tf.data.Dataset:
+    """(JPEG bytes, 0-based label) of this input pipeline's share, images left encoded."""
+    import tensorflow_datasets as tfds
+    read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed)
+    dataset = tfds_builder(data_dir).as_dataset(
+        split=SPLITS[split], shuffle_files=training, read_config=read_config,
+        decoders={"image": tfds.decode.SkipDecoding()})
+    return dataset.map(lambda example: (example["image"], example["label"]),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+
+
+def parse_record(record):
+    """One serialized Example of the conversion scripts -> (JPEG bytes, raw label)."""
+    parsed = tf.io.parse_single_example(record, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+    })
+    return parsed["image/encoded"], parsed["image/class/label"]
 
 
 def parse_example(record, image_size: int, training: bool, num_classes: int = 1000,
                   label_offset: int = 1):
     """One serialized Example -> (standardized image, 0-based label)."""
-    parsed = tf.io.parse_single_example(record, {
-        "image/encoded": tf.io.FixedLenFeature([], tf.string),
-        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-    })
-    label = tf.cast(parsed["image/class/label"], tf.int32) - label_offset
+    encoded, label = parse_record(record)
+    return preprocess_example(encoded, label, image_size, training, num_classes, label_offset)
+
+
+def preprocess_example(encoded, label, image_size: int, training: bool,
+                       num_classes: int = 1000, label_offset: int = 1):
+    """(JPEG bytes, raw label) -> (standardized image, 0-based label), checked in range."""
+    label = tf.cast(label, tf.int32) - label_offset
     check = tf.debugging.Assert(
         tf.logical_and(label >= 0, label < num_classes),
         [f"ImageNet label minus label_offset={label_offset} is outside "
@@ -113,7 +171,6 @@ def parse_example(record, image_size: int, training: bool, num_classes: int = 10
          "conversion scripts number classes from 1). Label:", label])
     with tf.control_dependencies([check]):
         label = tf.identity(label)
-    encoded = parsed["image/encoded"]
     image = (_random_crop(encoded, image_size) if training
              else _center_crop(encoded, image_size))
     if training:

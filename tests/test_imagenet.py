@@ -143,3 +143,28 @@ def test_the_weight_decay_schedule_flag_reaches_the_built_model(weight_decay_sch
     assert decay > 1e-3 and logs["distill_loss"] == 0  # no peers: task loss + weight decay
     assert logs["loss"] == pytest.approx(logs["task_loss"] + scale * decay, rel=1e-5)
     assert (model.regularization_schedule is None) == (weight_decay_schedule == "constant")
+
+
+def _tfds_config(tmp_path):
+    return config_lib.RunConfig(
+        task="imagenet", model_dir=str(tmp_path / "run"),
+        trainer=config_lib.TrainerConfig(train_steps=2, batch_size=4, steps_per_loop=2,
+                                         eval_steps=1, optimizer="momentum", warmup_steps=1),
+        data=config_lib.DataConfig(imagenet_source="tfds", data_dir=str(tmp_path / "tfds")),
+        model=ImageNetModelSection(image_model="small_resnet", image_size=SIZE))
+
+
+def test_imagenet_trains_from_tfds_imagenet2012(tmp_path):
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
+        images, labels = next(iter(imagenet.imagenet_dataset(
+            str(tmp_path), "validation", 4, SIZE, source="tfds")))
+        metrics = train_lib.run(_tfds_config(tmp_path))
+    assert images.shape == (4, SIZE, SIZE, 3) and labels.dtype == tf.int32
+    assert metrics["global_step"] == 2 and np.isfinite(metrics["eval_loss"])
+
+
+def test_an_unprepared_tfds_imagenet_says_how_to_build_it(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="tfds build imagenet2012 --data_dir="):
+        train_lib.run(_tfds_config(tmp_path))
+    assert not (tmp_path / "run").exists()

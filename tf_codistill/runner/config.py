@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
+from data_pipelines.imagenet import SOURCES as IMAGENET_SOURCES
 from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
 from tf_codistill.core.losses import DISTILLATION_LOSSES
 from tf_codistill.core.schedules import WEIGHT_DECAY_SCHEDULES
@@ -123,7 +124,12 @@ class DataConfig:
         "", "LM: the --output_prefix of data_pipelines.beam_pipeline; train on its TFRecord "
         "shards of this group's partition (and evaluate on its validation shards) instead "
         "of reading --train_files.")
-    data_dir: str = knob("", "ImageNet TFRecords (train-*-of-*, validation-*-of-*).")
+    data_dir: str = knob("", "ImageNet: the TFRecords (train-*-of-*, validation-*-of-*), or "
+                         "the TFDS data_dir with --imagenet_source=tfds.")
+    imagenet_source: str = knob(
+        "tfrecords", "ImageNet: TFRecords in the layout of TensorFlow's conversion scripts, "
+        "or TFDS imagenet2012 prepared with `tfds build imagenet2012 --data_dir=D "
+        "--manual_dir=M`.", choices=IMAGENET_SOURCES)
     vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
     seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
     min_paragraph_words: int = knob(

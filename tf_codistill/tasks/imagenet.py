@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from data_pipelines.imagenet import ImageNetNotFoundError, imagenet_dataset, imagenet_files
+from data_pipelines.imagenet import (ImageNetNotFoundError, imagenet_dataset, imagenet_files,
+                                     tfds_builder)
 from tf_codistill.runner.config import AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.resnet import build_image_model, imagenet_metrics
 from tf_codistill.core.schedules import GoyalSchedule
@@ -30,9 +31,13 @@ class ImageNetTask(Task):
     ModelConfig = ImageNetModelSection
 
     def check_inputs(self):
+        data = self.config.data
         try:
-            imagenet_files(self.config.data.data_dir, "train")
-            imagenet_files(self.config.data.data_dir, "validation")
+            if data.imagenet_source == "tfds":
+                tfds_builder(data.data_dir)
+            else:
+                imagenet_files(data.data_dir, "train")
+                imagenet_files(data.data_dir, "validation")
         except ImageNetNotFoundError as error:
             raise ConfigError(str(error)) from None
 
@@ -61,5 +66,5 @@ class ImageNetTask(Task):
         model = self.config.model
         return imagenet_dataset(self.config.data.data_dir, split, self.config.trainer.batch_size,
                                 model.image_size, num_classes=model.num_classes,
-                                seed=self.config.data_seed,
-                                input_context=context)
+                                seed=self.config.data_seed, input_context=context,
+                                source=self.config.data.imagenet_source)
