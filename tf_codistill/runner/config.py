@@ -244,6 +244,12 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
                           "together: pass --teacher=ensemble --teacher_dirs=<trained group "
                           "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
+    if trainer.train_steps % trainer.steps_per_execution:
+        k = trainer.steps_per_execution
+        raise ConfigError(
+            f"--train_steps={trainer.train_steps} is not a multiple of --steps_per_execution={k}"
+            f", so the last device call would overshoot it; pass --train_steps="
+            f"{trainer.train_steps // k * k or k} or {-(-trainer.train_steps // k) * k}.")
     if trainer.weight_decay_schedule == "step_with_lr" and len(trainer.lr_decay_boundaries) < 2:
         raise ConfigError(
             "--weight_decay_schedule=step_with_lr cuts weight decay x0.1 at the first "

@@ -7,6 +7,7 @@ running the same command again resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +39,7 @@ PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real 
 def run(config: config_lib.RunConfig) -> dict:
     """Trains group ``config.group`` to ``train_steps``; returns its metrics.json."""
     config_lib.check(config)
+    config = aligned_to_executions(config)
     task = get_task(config)
     task.check_inputs()
     try:
@@ -96,8 +98,33 @@ def _build(config, task, strategy):
             regularization_schedule=weight_decay_schedule(
                 config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
         model.compile(make_optimizer(config.trainer, task.learning_rate()),
-                      metrics=task.metrics())
+                      metrics=task.metrics(),
+                      steps_per_execution=config.trainer.steps_per_execution)
     return model, peers
+
+
+def aligned_to_executions(config):
+    """The config with its intervals rounded up to multiples of --steps_per_execution.
+
+    Checkpoints, publishes and reloads happen between device calls of K steps,
+    so their intervals must be multiples of K; each rounding is printed.
+    """
+    k = config.trainer.steps_per_execution
+    if k == 1:
+        return config
+
+    def rounded(name, value):
+        up = -(-value // k) * k
+        if up != value:
+            print(f"group {config.group}: --{name}={value} is not a multiple of "
+                  f"--steps_per_execution={k}; using {up}", flush=True)
+        return up
+
+    trainer = dataclasses.replace(
+        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
+    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
+        "reload_interval", config.codistill.reload_interval))
+    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
 
 
 def _finished_metrics(config, start_step):
@@ -202,6 +229,12 @@ def _train(config, task, strategy, model, manager, chief, start_step):
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
+    if start_step % config.trainer.steps_per_execution:
+        raise config_lib.ConfigError(
+            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
+            f"--steps_per_execution={config.trainer.steps_per_execution}: device calls would "
+            "miss the reload, checkpoint and last steps; resume with a --steps_per_execution "
+            f"that divides {start_step}.")
     dataset = strategy.distribute_datasets_from_function(task.train_dataset)
     publisher = None
     if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
