@@ -98,7 +98,7 @@ def test_manifest_is_written_after_the_checkpoint_files_it_names(tmp_path, monke
         assert not os.path.exists(path) or json.loads(data) != _manifest(tmp_path)
         real_atomic_write(path, data)
 
-    monkeypatch.setattr(exchange, "_atomic_write", checking_atomic_write)
+    monkeypatch.setattr(snapshots, "_atomic_write", checking_atomic_write)
     _publish_steps(tmp_path, [1, 2, 3])
     assert "ckpt-3.index" in seen
     assert [e["step"] for e in _manifest(tmp_path)["checkpoints"]] == [3, 2]
@@ -144,7 +144,7 @@ def test_files_vanishing_mid_read_retry_with_the_newest_manifest(tmp_path, monke
             publisher.publish(4, _named_weights(4))
         return real_read_bytes(path)
 
-    monkeypatch.setattr(exchange, "_read_bytes", racing_read_bytes)
+    monkeypatch.setattr(snapshots, "_read_bytes", racing_read_bytes)
     snapshot = read_latest(str(tmp_path))
     assert snapshot.step == 4 and snapshot.retries == 2
     np.testing.assert_array_equal(snapshot.weights[0], _named_weights(4)[0][1])

@@ -90,7 +90,7 @@ def test_an_exception_in_the_thread_is_logged_and_polling_continues(peers, monke
             raise RuntimeError("shared file system hiccup")
         return real_read(*args)
 
-    monkeypatch.setattr(exchange, "_read_latest_counting", failing_first)
+    monkeypatch.setattr(snapshots, "_read_latest_counting", failing_first)
     peers[0].publish(1, _weights(1))
     with PeerPoller([peers[0].directory], _POLL_INTERVAL_S) as poller:
         new = _wait_for(poller.take_new, 5.0)

@@ -289,6 +289,7 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
         "teacher_staleness_steps": 0,
         "peer_bytes_read": 0,
         "reload_latency_s": None,
+        "peers": [],  # per peer: directory, step, bytes_read, snapshots_read, reload_latency_s
     }
     if peers is not None:
         metrics.update(peers.stats())
