@@ -13,6 +13,7 @@ import tensorflow as tf
 from tests.helpers import runs
 from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import train_lib
 
 CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32"]
 
@@ -89,6 +90,15 @@ def test_join_sets_the_group_the_strategy_and_the_tf_config(monkeypatch):
 def test_hosts_without_ports_count_up_per_host():
     assert cluster.hosts_addresses(["a", "b", "a", "c:7000"], 5000) == [
         "a:5000", "b:5000", "a:5001", "c:7000"]
+
+
+def test_a_model_dir_the_chief_cannot_write_is_a_config_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    config = config_lib.RunConfig(task="clusters", model_dir=str(tmp_path / "a_file" / "run"))
+    with pytest.raises(config_lib.ConfigError, match=re.escape(
+            f"--model_dir={tmp_path / 'a_file' / 'run'} is not writable from "
+            f"{socket.gethostname()} (FailedPreconditionError")):
+        train_lib.run(config)
 
 
 def free_port_base(count, start=20000, stop=60000):

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import socket
 import tempfile
 import time
 
@@ -49,7 +50,7 @@ def run(config: config_lib.RunConfig) -> dict:
     _check_fits_strategy(config, strategy)
     chief = is_chief(strategy)
     if chief:
-        config_lib.write_or_check(config)
+        _write_config(config)
     model, peers = _build(config, task, strategy)
     try:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -125,6 +126,18 @@ def aligned_to_executions(config):
     codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
         "reload_interval", config.codistill.reload_interval))
     return dataclasses.replace(config, trainer=trainer, codistill=codistill)
+
+
+def _write_config(config):
+    """The chief's first write: a model_dir it cannot write is bad input, not a crash."""
+    try:
+        config_lib.write_or_check(config)
+    except tf.errors.OpError as error:
+        raise config_lib.ConfigError(
+            f"--model_dir={config.model_dir} is not writable from {socket.gethostname()} "
+            f"({type(error).__name__}: {error.message}); every group's chief writes there, so "
+            "pass a directory every process can write: a shared file system or a bucket "
+            "(gs://...).") from None
 
 
 def _finished_metrics(config, start_step):
