@@ -3,16 +3,19 @@
 import json
 import os
 import re
+import shlex
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from tests.helpers import runs
 from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import flags as flags_lib
 from tf_codistill.runner import train_lib
 
 CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32"]
@@ -128,6 +131,28 @@ def test_a_slurm_task_that_does_not_fit_exits_2_and_writes_nothing(tmp_path):
     assert code == 2, output[-2000:]
     assert "error: SLURM_STEP_NUM_TASKS=3 is not --num_groups x --workers_per_group" in output
     assert "Traceback" not in output and not model_dir.exists()
+
+
+def test_the_example_sbatch_script_runs_a_valid_train_command():
+    script = (runs.REPO / "configs" / "slurm_lm.sbatch").read_text()
+    values = dict(line.split("=", 1)[0:2] for line in script.splitlines()
+                  if re.match(r"^[A-Z_]+=", line))
+    values = {k: v.split("#")[0].strip() for k, v in values.items()}
+    srun = re.search(r"^srun .*", script, re.M | re.S).group(0).replace("\\\n", " ")
+    srun = srun.replace("$((N * W))", str(int(values["N"]) * int(values["W"])))
+    for name, value in values.items():
+        srun = srun.replace(f"${name}", value)
+    words = shlex.split(srun)
+    assert words[:3] == ["srun", "--ntasks=4", "--distribution=block"]
+    train = words[words.index("tf_codistill.train") + 1:]
+    flag_values = flags.FlagValues()
+    flags_lib.define_flags(flag_values)
+    flag_values(["train", *[w.replace("configs/", str(runs.REPO / "configs") + "/")
+                            for w in train]])
+    config = flags_lib.config_from_flags(flag_values)
+    config_lib.check(config)
+    assert (config.cluster, config.num_groups, config.workers_per_group) == ("slurm", 2, 2)
+    assert config.model_dir == "/shared/runs/lm" and config.task == "lm"
 
 
 def latest_weights(directory):

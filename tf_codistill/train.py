@@ -56,10 +56,10 @@ def main(argv):
                                          "the run.")
         config_lib.check(config)
         if config.cluster != "none":
-            if FLAGS["group"].present:
+            if FLAGS["group"].present or FLAGS.baseline:
                 raise config_lib.ConfigError(
                     f"--cluster={config.cluster} derives each task's group from its rank; "
-                    "drop --group.")
+                    "drop --group (and --baseline: run a baseline as a job of its own).")
             from tf_codistill.runner import cluster
             config = cluster.join(config)
         launch_all = (config.num_groups > 1 and not FLAGS["group"].present
