@@ -7,8 +7,9 @@ processes sharing ``--model_dir`` and prints a table of their results. With
 ``--group=k`` it runs group k alone, so that a cluster scheduler can run each
 group as its own job (for example a MultiWorkerMirroredStrategy job with its
 own TF_CONFIG). With ``--cluster=slurm`` every srun task finds its group and its
-group's TF_CONFIG in the Slurm environment (``runner/cluster.py``). Flagfiles layer: later flags win. Every setting's flag comes
-from its config field (``runner/config.py`` and each task's model section).
+group's TF_CONFIG in the Slurm environment (``runner/cluster.py``). Flagfiles
+layer: later flags win. Every setting's flag comes from its config field
+(``runner/config.py`` and each task's model section).
 """
 
 from __future__ import annotations
