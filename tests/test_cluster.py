@@ -200,3 +200,28 @@ def test_two_groups_of_two_workers_from_the_slurm_environment(tmp_path):
         for name in chief:
             np.testing.assert_array_equal(chief[name], worker[name], err_msg=name)
     assert not (model_dir / "launch_config.json").exists()  # no local launcher involved
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_see_the_model_dir_stops_the_group_with_exit_2(tmp_path):
+    """Worker 1's node 'mounts' another, empty directory at the model_dir's place."""
+    base = free_port_base(2)
+    processes = []
+    for rank, model_dir in enumerate([tmp_path / "shared", tmp_path / "node_local"]):
+        flags = [*CLUSTERS, f"--model_dir={model_dir}", "--cluster=slurm",
+                 "--workers_per_group=2", f"--cluster_port_base={base}", "--train_steps=20",
+                 "--steps_per_loop=10", "--eval_steps=2"]
+        processes.append(runs.start(flags, env=slurm_env(rank, 2, "localhost",
+                                                         SLURM_LOCALID=str(rank))))
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 2, output[-3000:]
+        assert "is not shared by every worker of group 0: 1 of 2 replicas cannot see" in output
+        assert "Traceback" not in output
+    assert "worker 1, does not see it" in outputs[1]
+    assert not (tmp_path / "shared" / "group_0" / "checkpoints").exists()

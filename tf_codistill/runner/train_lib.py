@@ -20,6 +20,7 @@ import tf_keras as keras
 from absl import logging
 
 from tf_codistill.runner import callbacks as callbacks_lib
+from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import layout
@@ -51,6 +52,7 @@ def run(config: config_lib.RunConfig) -> dict:
     chief = is_chief(strategy)
     if chief:
         _write_config(config)
+    cluster.check_model_dir_shared(config, strategy)
     model, peers = _build(config, task, strategy)
     try:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
