@@ -6,8 +6,10 @@ With ``--num_groups=N`` and no ``--group``, this starts the N groups as N local
 processes sharing ``--model_dir`` and prints a table of their results. With
 ``--group=k`` it runs group k alone, so that a cluster scheduler can run each
 group as its own job (for example a MultiWorkerMirroredStrategy job with its
-own TF_CONFIG). Flagfiles layer: later flags win. Every setting's flag comes
-from its config field (``runner/config.py`` and each task's model section).
+own TF_CONFIG). With ``--cluster=slurm`` every srun task finds its group and its
+group's TF_CONFIG in the Slurm environment (``runner/cluster.py``). Flagfiles
+layer: later flags win. Every setting's flag comes from its config field
+(``runner/config.py`` and each task's model section).
 """
 
 from __future__ import annotations
@@ -53,8 +55,16 @@ def main(argv):
         if not config.model_dir:
             raise config_lib.ConfigError("--model_dir is required: the directory that holds "
                                          "the run.")
-        launch_all = config.num_groups > 1 and not FLAGS["group"].present
         config_lib.check(config)
+        if config.cluster != "none":
+            if FLAGS["group"].present or FLAGS.baseline:
+                raise config_lib.ConfigError(
+                    f"--cluster={config.cluster} derives each task's group from its rank; "
+                    "drop --group (and --baseline: run a baseline as a job of its own).")
+            from tf_codistill.runner import cluster
+            config = cluster.join(config)
+        launch_all = (config.num_groups > 1 and not FLAGS["group"].present
+                      and config.cluster == "none")
         if FLAGS.prepare_demo_data:
             config = with_demo_data(config)
         if launch_all:

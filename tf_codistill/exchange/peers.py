@@ -139,7 +139,12 @@ class CheckpointPeers(TeacherSource):
                 "teacher_staleness_steps": self.max_staleness_steps,
                 "peer_bytes_read": poller["peer_bytes_read"],
                 "reload_latency_s": poller["median_reload_latency_s"],
-                "peer_steps": dict(self.peer_steps)}
+                "peer_steps": dict(self.peer_steps),
+                "peers": [{"directory": directory, "step": self.peer_steps.get(i),
+                           "bytes_read": poller["by_peer"][i]["peer_bytes_read"],
+                           "snapshots_read": poller["by_peer"][i]["snapshots_read"],
+                           "reload_latency_s": poller["by_peer"][i]["median_reload_latency_s"]}
+                          for i, directory in enumerate(self.peer_directories)]}
 
     def close(self):
         self._poller.close()

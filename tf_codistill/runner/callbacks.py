@@ -10,21 +10,28 @@ import tf_keras as keras
 
 
 class StepCountingCallback(keras.callbacks.Callback):
-    """Knows the optimizer step after each train step without reading it from the device.
+    """Knows the optimizer step after each device call without reading it from the device.
 
     Subclasses act in ``on_step_end(step)``; the count starts from the restored
-    step, so actions every N steps stay aligned across resumes.
+    step, so actions every N steps stay aligned across resumes. With
+    ``steps_per_execution=K`` Keras calls back once per K steps, with the index
+    of the call's last step in the epoch: ``step`` then advances by K, and
+    ``on_step_end`` runs between executions.
     """
 
     def __init__(self):
         super().__init__()
         self.step = None
+        self._epoch_start = None
 
     def on_train_begin(self, logs=None):
         self.step = int(self.model.optimizer.iterations.numpy())
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.step
+
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
+        self.step = self._epoch_start + batch + 1
         self.on_step_end(self.step)
 
     def on_step_end(self, step: int) -> None:
@@ -63,10 +70,13 @@ class StepTimer(keras.callbacks.Callback):
         self.seconds: list[float] = []
 
     def on_train_batch_begin(self, batch, logs=None):
+        """``batch`` is the first step of the call: a call of K steps counts K times 1/K."""
         now = time.perf_counter()
         if self._last is not None:
-            self.seconds.append(now - self._last)
-        self._last = now
+            last_time, last_batch = self._last
+            steps = max(batch - last_batch, 1)
+            self.seconds.extend([(now - last_time) / steps] * steps)
+        self._last = (now, batch)
 
     def on_epoch_end(self, epoch, logs=None):
         self._last = None  # checkpoint saves between loops are not step time

@@ -28,6 +28,7 @@ from tf_codistill.core.schedules import WEIGHT_DECAY_SCHEDULES
 from tf_codistill.exchange.precision import PRECISIONS
 from tf_codistill.exchange.topology import TOPOLOGIES, peers_of
 from tf_codistill.runner import layout
+from tf_codistill.runner.cluster import CLUSTERS, DEFAULT_PORT_BASE
 from tf_codistill.runner.optimizers import OPTIMIZERS
 from tf_codistill.runner.strategies import STRATEGIES
 
@@ -84,6 +85,10 @@ class TrainerConfig:
     eval_steps: int = knob(50, "Evaluation batches at the end (0: the whole set).",
                            valid=AT_LEAST_0)
     seed: int = knob(0, "Seed for initialization and data order.")
+    steps_per_execution: int = knob(
+        1, "Train steps per call into the device (TPUs and large GPUs want tens to hundreds); "
+        "checkpoints, publishes and peer reloads happen between calls, so --steps_per_loop "
+        "and --reload_interval are rounded up to multiples of it.", valid=AT_LEAST_1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +160,18 @@ class RunConfig:
     strategy: str = knob("default", "tf.distribute strategy inside a group.",
                          choices=STRATEGIES)
     tpu: str = knob("", "TPU name or grpc:// address for --strategy=tpu.")
+    cluster: str = knob(
+        "none", "Where each process learns its group: none (--group, or local processes), or "
+        "slurm: every srun task derives --group and its worker index from SLURM_PROCID "
+        "(group = rank // --workers_per_group) and joins its group's multi_worker strategy.",
+        choices=CLUSTERS)
+    workers_per_group: int = knob(
+        1, "Workers (processes) of one group's synchronous strategy, with --cluster=slurm "
+        "and for tf_codistill.launch's manifests.", valid=AT_LEAST_1)
+    cluster_port_base: int = knob(
+        DEFAULT_PORT_BASE, "With --cluster=slurm: a task listens on this port plus its index "
+        "on its node (SLURM_LOCALID), so tasks sharing a node never clash.",
+        valid=Range(lambda v: 1024 <= v <= 65535 - 256, "between 1024 and 65279"))
     trainer: TrainerConfig = TrainerConfig()
     codistill: CodistillConfig = CodistillConfig()
     data: DataConfig = DataConfig()
@@ -238,6 +255,12 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
                           "together: pass --teacher=ensemble --teacher_dirs=<trained group "
                           "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
+    if trainer.train_steps % trainer.steps_per_execution:
+        k = trainer.steps_per_execution
+        raise ConfigError(
+            f"--train_steps={trainer.train_steps} is not a multiple of --steps_per_execution={k}"
+            f", so the last device call would overshoot it; pass --train_steps="
+            f"{trainer.train_steps // k * k or k} or {-(-trainer.train_steps // k) * k}.")
     if trainer.weight_decay_schedule == "step_with_lr" and len(trainer.lr_decay_boundaries) < 2:
         raise ConfigError(
             "--weight_decay_schedule=step_with_lr cuts weight decay x0.1 at the first "

@@ -7,9 +7,11 @@ running the same command again resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import socket
 import tempfile
 import time
 
@@ -19,6 +21,7 @@ from absl import logging
 
 from tf_codistill.runner import callbacks as callbacks_lib
 from tf_codistill.core.carried_state import reset_carried_state
+from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import layout
@@ -39,6 +42,7 @@ PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real 
 def run(config: config_lib.RunConfig) -> dict:
     """Trains group ``config.group`` to ``train_steps``; returns its metrics.json."""
     config_lib.check(config)
+    config = aligned_to_executions(config)
     task = get_task(config)
     task.check_inputs()
     try:
@@ -48,7 +52,8 @@ def run(config: config_lib.RunConfig) -> dict:
     _check_fits_strategy(config, strategy)
     chief = is_chief(strategy)
     if chief:
-        config_lib.write_or_check(config)
+        _write_config(config)
+    cluster.check_model_dir_shared(config, strategy)
     model, peers = _build(config, task, strategy)
     try:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -98,8 +103,45 @@ def _build(config, task, strategy):
             regularization_schedule=weight_decay_schedule(
                 config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
         model.compile(make_optimizer(config.trainer, task.learning_rate()),
-                      metrics=task.metrics())
+                      metrics=task.metrics(),
+                      steps_per_execution=config.trainer.steps_per_execution)
     return model, peers
+
+
+def aligned_to_executions(config):
+    """The config with its intervals rounded up to multiples of --steps_per_execution.
+
+    Checkpoints, publishes and reloads happen between device calls of K steps,
+    so their intervals must be multiples of K; each rounding is printed.
+    """
+    k = config.trainer.steps_per_execution
+    if k == 1:
+        return config
+
+    def rounded(name, value):
+        up = -(-value // k) * k
+        if up != value:
+            print(f"group {config.group}: --{name}={value} is not a multiple of "
+                  f"--steps_per_execution={k}; using {up}", flush=True)
+        return up
+
+    trainer = dataclasses.replace(
+        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
+    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
+        "reload_interval", config.codistill.reload_interval))
+    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
+
+
+def _write_config(config):
+    """The chief's first write: a model_dir it cannot write is bad input, not a crash."""
+    try:
+        config_lib.write_or_check(config)
+    except tf.errors.OpError as error:
+        raise config_lib.ConfigError(
+            f"--model_dir={config.model_dir} is not writable from {socket.gethostname()} "
+            f"({type(error).__name__}: {error.message}); every group's chief writes there, so "
+            "pass a directory every process can write: a shared file system or a bucket "
+            "(gs://...).") from None
 
 
 def _finished_metrics(config, start_step):
@@ -204,6 +246,12 @@ def _train(config, task, strategy, model, manager, chief, start_step):
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
+    if start_step % config.trainer.steps_per_execution:
+        raise config_lib.ConfigError(
+            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
+            f"--steps_per_execution={config.trainer.steps_per_execution}: device calls would "
+            "miss the reload, checkpoint and last steps; resume with a --steps_per_execution "
+            f"that divides {start_step}.")
     dataset = strategy.distribute_datasets_from_function(task.train_dataset)
     publisher = None
     if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
@@ -257,6 +305,7 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
         "teacher_staleness_steps": 0,
         "peer_bytes_read": 0,
         "reload_latency_s": None,
+        "peers": [],  # per peer: directory, step, bytes_read, snapshots_read, reload_latency_s
     }
     metrics.update(model.teacher.stats())
     metrics.update({f"eval_{k}": v for k, v in eval_logs.items() if k != "loss"})
