@@ -7,9 +7,11 @@ running the same command again resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 
@@ -21,6 +23,7 @@ from tf_codistill.runner import callbacks as callbacks_lib
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import layout
+from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
 from tf_codistill.core.model import CodistillModel
@@ -36,8 +39,33 @@ PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real 
 
 
 def run(config: config_lib.RunConfig) -> dict:
-    """Trains group ``config.group`` to ``train_steps``; returns its metrics.json."""
+    """Trains group ``config.group`` to ``train_steps``; returns its metrics.json.
+
+    The process holds the group's lease (``runner.lease``) throughout: a second
+    live process for the same group and worker is refused (LeaseHeld, exit 2),
+    and one whose holder died takes over. A rerun after a kill at any point
+    resumes: metrics.json is written last, so a group without it retrains from
+    its last checkpoint (none: from scratch) and exports and evaluates again.
+    """
     config_lib.check(config)
+    worker = _worker_name(config)
+    with lease_lib.Lease(config.layout.lease(worker),
+                         f"group {config.group}" + (f" {worker}" if worker else "")):
+        return _run(config)
+
+
+def _worker_name(config) -> str:
+    """"" for a one-process group; "<type>-<index>" from TF_CONFIG for a multi-worker one."""
+    if config.strategy != "multi_worker":
+        return ""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return "worker-0"  # get_strategy reports the bad TF_CONFIG
+    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
+
+
+def _run(config: config_lib.RunConfig) -> dict:
     task = get_task(config)
     task.check_inputs()
     try:
@@ -59,6 +87,8 @@ def run(config: config_lib.RunConfig) -> dict:
         if finished is not None:
             return finished
         train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
+        if start_step >= config.trainer.train_steps:
+            _build_restored(task, strategy, model)
         _export(config, model, chief)
         eval_logs = _evaluate(config, task, strategy, model)
     finally:
@@ -263,9 +293,36 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
     return metrics
 
 
+def _build_restored(task, strategy, model):
+    """Builds a student restored after its last step (a rerun after a kill during export
+    or evaluation): a subclassed model learns its input shape, and creates the variables
+    the restore is waiting for, on its first call. One evaluation batch does it on
+    every replica; the evaluation that follows resets the carried state."""
+    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
+    model.evaluate(dataset, steps=1, verbose=0)
+
+
 def _export(config, model, chief):
+    """Saves the student to export/ whole: into a unique temporary directory, then renamed.
+
+    A kill mid-save leaves export/ as it was (absent or complete) and a temporary
+    directory that the next run of this group (the lease holder) removes.
+    """
+    if not chief:
+        model.save(tempfile.mkdtemp(prefix="tf_codistill_export_"))
+        return
     path = config.layout.export
-    model.save(path if chief else tempfile.mkdtemp(prefix="tf_codistill_export_"))
+    for leftover in glob.glob(f"{path}.tmp-*") + glob.glob(f"{path}.old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = lease_lib.unique_temporary(path)
+    model.save(tmp)
+    old = None
+    if tf.io.gfile.exists(path):
+        old = f"{path}.old-{os.path.basename(tmp).rsplit('tmp-', 1)[1]}"
+        tf.io.gfile.rename(path, old)
+    tf.io.gfile.rename(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def summary_table(metrics_by_group: list[dict]) -> str:
