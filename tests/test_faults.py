@@ -186,16 +186,32 @@ def test_groups_started_together_prepare_the_demo_data_once(tmp_path):
 @pytest.mark.slow
 def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tmp_path):
     """The duplicate is refused; the killed owner's lease is taken over by the rerun, which
-    starts from scratch (killed before its first checkpoint) and completes the group."""
-    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=2000",
-             "--steps_per_loop=2000"]
+    starts from scratch (killed before its first checkpoint) and completes the group.
+
+    The owner is frozen (SIGSTOP) as soon as it holds its lease, before its first step,
+    and the test renews the lease in its place, so the duplicate meets a live holder
+    however slowly it starts, and the kill comes before any checkpoint."""
+    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=600", "--steps_per_loop=600"]
     group_dir = tmp_path / "group_0"
+    lease_path = group_dir / "lease.json"
     owner = runs.start(flags)
+    renewing = threading.Event()
+
+    def renew():
+        while not renewing.wait(0.5):
+            os.utime(lease_path)
     try:
-        assert runs.wait_for(lambda: (group_dir / "logs").exists(), timeout=180)
-        code, output = runs.run(flags, timeout=180)
+        assert runs.wait_for(lease_path.exists, timeout=180, interval=0.05)
+        os.kill(owner.pid, signal.SIGSTOP)
+        renewer = threading.Thread(target=renew)
+        renewer.start()
+        try:
+            code, output = runs.run(flags, timeout=180)
+        finally:
+            renewing.set()
+            renewer.join()
         assert code == 2, output[-3000:]
-        holder = json.loads((group_dir / "lease.json").read_text())
+        holder = json.loads(lease_path.read_text())
         assert holder["pid"] == owner.pid
         assert (f"group 0 is already running (host {socket.gethostname()} pid {owner.pid} "
                 f"since {holder['since']}") in output
@@ -211,4 +227,4 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
     assert code == 0, output[-3000:]
     assert f"taking over the lease of host {socket.gethostname()} pid {owner.pid}" in output
     assert "resuming" not in output
-    _complete(group_dir, 2000)
+    _complete(group_dir, 600)
