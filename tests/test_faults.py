@@ -14,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import lm, runs
+from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner import train_lib
+from tf_codistill.tasks.clusters import ClustersModelSection
 
 CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32",
             "--eval_steps=0"]
@@ -228,3 +230,33 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
     assert f"taking over the lease of host {socket.gethostname()} pid {owner.pid}" in output
     assert "resuming" not in output
     _complete(group_dir, 600)
+
+
+# A dead peer.
+
+def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
+    """Group 1 trains 20 steps and stops publishing; group 0 drops it 30 steps later."""
+    def config(group, steps):
+        return config_lib.RunConfig(
+            task="clusters", model_dir=str(tmp_path), num_groups=2, group=group,
+            trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=20, eval_steps=0,
+                                             train_steps=steps),
+            codistill=config_lib.CodistillConfig(reload_interval=10, max_teacher_staleness=30),
+            model=ClustersModelSection(hidden_units=(32,), num_classes=8))
+    train_lib.run(config(1, 20))
+    with caplog.at_level("WARNING"):
+        metrics = train_lib.run(config(0, 200))
+    assert "steps behind (its newest snapshot: step 20; this group: step 60" in caplog.text
+    assert metrics["teacher_reloads"] == 1 and metrics["peers_dropped"] == 1
+    assert metrics["teacher_dropped_steps"] == 140  # from step 60 to 200
+    assert metrics["dropped_peers"] == [0]
+    assert runs.metrics(tmp_path, 0)["peers_dropped"] == 1
+    from tests.test_train import tensorboard_scalars
+    scalars = tensorboard_scalars(tmp_path / "group_0" / "logs" / "codistill")
+    assert {"peers_dropped", "teacher_dropped_steps"} <= scalars
+
+
+def test_the_staleness_limit_defaults_to_four_reload_intervals():
+    assert config_lib.CodistillConfig(reload_interval=50).teacher_staleness_limit == 200
+    assert config_lib.CodistillConfig(reload_interval=50,
+                                      max_teacher_staleness=70).teacher_staleness_limit == 70

@@ -184,7 +184,8 @@ def _checkpoint_peers(config, task, per_replica_batch):
                                                       precision),
                            reload_interval=config.codistill.reload_interval,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
-                           staleness_warning_s=config.codistill.staleness_warning_s)
+                           staleness_warning_s=config.codistill.staleness_warning_s,
+                           max_staleness=config.codistill.teacher_staleness_limit)
 
 
 def _ensemble_teacher(config, task, per_replica_batch):
@@ -284,6 +285,8 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
         "step_time_p95_s": train_logs.get("step_time_p95_s"),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
+        "peers_dropped": 0,
+        "teacher_dropped_steps": 0,
         "peer_bytes_read": 0,
         "reload_latency_s": None,
     }
