@@ -260,3 +260,47 @@ def test_the_staleness_limit_defaults_to_four_reload_intervals():
     assert config_lib.CodistillConfig(reload_interval=50).teacher_staleness_limit == 200
     assert config_lib.CodistillConfig(reload_interval=50,
                                       max_teacher_staleness=70).teacher_staleness_limit == 70
+
+
+# Multi-worker groups.
+
+def _start_workers(flags, group=0):
+    from tests.test_multi_worker import free_ports
+    cluster = [f"localhost:{p}" for p in free_ports(2)]
+    return [runs.start([*flags, f"--group={group}"], env={"TF_CONFIG": json.dumps(
+        {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})})
+            for index in (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim, how", [(1, signal.SIGKILL), (0, signal.SIGSTOP)])
+def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_path, victim,
+                                                                          how):
+    """SIGKILL resets the connections; SIGSTOP (a frozen or unreachable host, and here the
+    coordination leader) is found by the coordination service's missed heartbeats. The
+    timeout below is a hang detector, not a speed claim: the bound is about 10 s."""
+    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=400", "--steps_per_loop=40",
+             "--strategy=multi_worker", "--eval_steps=4"]
+    workers = _start_workers(flags)
+    try:
+        assert runs.wait_for(lambda: any(s >= 80 for s in runs.checkpoint_steps(tmp_path, 0)),
+                             timeout=300)
+        os.kill(workers[victim].pid, how)
+        output, _ = workers[1 - victim].communicate(timeout=120)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    last = max(runs.checkpoint_steps(tmp_path, 0))
+    assert workers[1 - victim].returncode == 1, output[-3000:]
+    assert (f"group 0 lost a worker" in output and "rerun all of the group's workers" in output
+            and f"resume from its last checkpoint, step {last}" in output), output[-3000:]
+    assert not (tmp_path / "group_0" / "metrics.json").exists()
+
+    rerun = _start_workers(flags)
+    outputs = [worker.communicate(timeout=400)[0] for worker in rerun]
+    for worker, output in zip(rerun, outputs):
+        assert worker.returncode == 0, output[-3000:]
+        assert f"resuming from step {last}" in output
+    assert runs.metrics(tmp_path, 0)["global_step"] == 400

@@ -51,7 +51,35 @@ def run(config: config_lib.RunConfig) -> dict:
     worker = _worker_name(config)
     with lease_lib.Lease(config.layout.lease(worker),
                          f"group {config.group}" + (f" {worker}" if worker else "")):
-        return _run(config)
+        try:
+            return _run(config)
+        except _PEER_FAILURES as error:
+            if config.strategy != "multi_worker":
+                raise
+            raise WorkerLostError(_worker_lost_message(config, error)) from None
+
+
+class WorkerLostError(RuntimeError):
+    """Another worker of this multi-worker group died or stopped answering."""
+
+
+# What a collective raises on the other workers when one worker of the group is gone: the
+# connection resets (killed process), or the coordination service misses its heartbeats
+# (frozen or unreachable host, within its heartbeat timeout, 10 s by default).
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                  tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def _worker_lost_message(config, error) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = next((" ".join(lines[i:i + 2]) for i, line in enumerate(lines)
+                  if "aborted by" in line), lines[-1] if lines else type(error).__name__)
+    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
+    resume = (f"from its last checkpoint, step {latest.rsplit('-', 1)[1]}" if latest
+              else "from scratch (no checkpoint yet)")
+    return (f"group {config.group} lost a worker ({type(error).__name__}: {cause}). Every "
+            f"worker of a multi_worker group stops; rerun all of the group's workers with "
+            f"the same command and TF_CONFIG to resume {resume}.")
 
 
 def _worker_name(config) -> str:
