@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -304,3 +305,51 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
         assert worker.returncode == 0, output[-3000:]
         assert f"resuming from step {last}" in output
     assert runs.metrics(tmp_path, 0)["global_step"] == 400
+
+
+# Exact resume.
+
+def _killed_after(source, target, step):
+    """``target``: ``source``'s group directory as a kill right after checkpoint ``step`` left
+    it (later checkpoints, export and metrics.json gone)."""
+    shutil.copytree(source, target)
+    group_dir = target / "group_0"
+    for name in ("metrics.json", "export"):
+        path = group_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    checkpoints = str(group_dir / "checkpoints")
+    for path in (group_dir / "checkpoints").glob("ckpt-*"):
+        if int(path.name.split("-")[1].split(".")[0]) > step:
+            path.unlink()
+    kept = [f"ckpt-{s}" for s in runs.checkpoint_steps(target, 0)]
+    tf.compat.v1.train.update_checkpoint_state(checkpoints, kept[-1],
+                                               all_model_checkpoint_paths=kept)
+    assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{step}")
+    return group_dir
+
+
+def _student_weights(group_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(group_dir / "checkpoints")))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith("model/student") and "OPTIMIZER_SLOT" not in name}
+
+
+def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(tmp_path,
+                                                                              corpus):
+    """Killed after step 3 of 6 and rerun: the same weights, carried state and loss at step 6
+    as the run that was never interrupted (default strategy, so the carried state too)."""
+    import dataclasses
+    config = lm.lm_config(tmp_path / "whole", *corpus)
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
+                                                                     keep_checkpoints=0))
+    whole = train_lib.run(config)
+    group_dir = _killed_after(tmp_path / "whole", tmp_path / "resumed", 3)
+    resumed = train_lib.run(dataclasses.replace(config, model_dir=str(tmp_path / "resumed")))
+    assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6)
+    assert resumed["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-6)
+    expected = _student_weights(tmp_path / "whole" / "group_0")
+    got = _student_weights(group_dir)
+    assert expected.keys() == got.keys() and any("student/states" in k for k in got)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

@@ -110,7 +110,8 @@ def _run(config: config_lib.RunConfig) -> dict:
         manager = tf.train.CheckpointManager(
             checkpoint, _writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
-        start_step = _restore(checkpoint, config, model.student)
+        start_step = _restore(checkpoint, config, model.student,
+                              exact_state=strategy.num_replicas_in_sync == 1)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
@@ -236,13 +237,16 @@ def _writable_dir(directory, chief):
     return tempfile.mkdtemp(prefix="tf_codistill_worker_")
 
 
-def _restore(checkpoint, config, student):
+def _restore(checkpoint, config, student, exact_state=False):
     """Restores the group's newest checkpoint on every worker; returns its step.
 
     Non-chief workers save to private directories but restore from the chief's,
-    so a resumed multi-worker group starts from one state. The carried LM state
-    belongs to the old run's streams, which the new input pipeline does not
-    continue, so it starts from zero.
+    so a resumed multi-worker group starts from one state. The training input
+    resumes where the checkpoint left it (``_resumed_input``); with
+    ``exact_state`` (one replica) the carried LM state does too. With several
+    replicas it starts from zero: a checkpoint keeps the first replica's
+    carried state only (ONLY_FIRST_REPLICA), which belongs to that replica's
+    streams alone.
     """
     latest = tf.train.latest_checkpoint(config.layout.checkpoints)
     if latest is None:
@@ -250,10 +254,26 @@ def _restore(checkpoint, config, student):
         return 0
     evaluation.restore_checkpoint(checkpoint, latest, student,
                                   "The model_dir holds a run of a different model; pass a new "
-                                  "--model_dir.")
+                                  "--model_dir.", keep_carried_state=exact_state)
     step = int(checkpoint.optimizer.iterations.numpy())
     print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
+
+
+def _resumed_input(task, start_step):
+    """The task's training input with the batches of the first ``start_step`` steps
+    skipped: a resumed group reads on where it stopped (the same batches, token for token,
+    as an uninterrupted run, for a pipeline whose order is fixed by its seed; every task's
+    is). Each step takes one element per local replica from each input pipeline. The
+    skipped elements are produced and dropped: the LM re-reads and re-tokenizes its
+    documents up to that point, the cost of a recorded skip."""
+    def dataset_fn(context):
+        dataset = task.train_dataset(context)
+        if not start_step:
+            return dataset
+        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        return dataset.skip(start_step * local_replicas)
+    return dataset_fn
 
 
 def _train(config, task, strategy, model, manager, chief, start_step):
@@ -261,7 +281,7 @@ def _train(config, task, strategy, model, manager, chief, start_step):
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
-    dataset = strategy.distribute_datasets_from_function(task.train_dataset)
+    dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
     if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
         publisher = BackgroundPublisher(snapshots.PeerPublisher(
