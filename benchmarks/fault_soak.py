@@ -49,6 +49,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the fault schedule and of the r
 _MIN_GAP = flags.DEFINE_float("min_gap_s", 4.0, "Shortest wait between two faults.")
 _MAX_GAP = flags.DEFINE_float("max_gap_s", 14.0, "Longest wait between two faults.")
 _WORK_DIR = flags.DEFINE_string("work_dir", "", "Where the runs go (default: a temp dir).")
+_CLEAN_RUNS = flags.DEFINE_integer("clean_runs", 2, "Fault-free runs (their spread is the "
+                                   "noise the faulty run's losses compare with).")
 
 
 def group_flags(model_dir):
@@ -61,7 +63,10 @@ def group_flags(model_dir):
 class Process:
     """One train process, its output collected by a thread."""
 
+    started: list["Process"] = []
+
     def __init__(self, model_dir, group):
+        Process.started.append(self)
         self.group = group
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "tf_codistill.train", *group_flags(model_dir),
@@ -98,11 +103,19 @@ def newest_published(model_dir, group):
     return (entries[0], directory) if entries else (None, directory)
 
 
-def damage(model_dir, group, how):
-    """Truncates or deletes the data file of the group's newest published checkpoint, then
-    reads the directory as a peer would; returns (step damaged, torn loads, reads)."""
-    entry, directory = newest_published(model_dir, group)
-    if entry is None:
+def damage(model_dir, group, how, wait_s=60.0):
+    """Truncates or deletes the data file of the group's next published checkpoint the moment
+    its manifest names it (before the peer's next poll, every 0.5 s), then reads the
+    directory as a peer would; returns (step damaged, torn loads, reads)."""
+    entry, _ = newest_published(model_dir, group)
+    known = entry["step"] if entry else None
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        entry, directory = newest_published(model_dir, group)
+        if entry is not None and entry["step"] != known:
+            break
+        time.sleep(0.02)
+    else:
         return None, 0, 0
     data = max(entry["files"], key=lambda f: f["size"])
     path = directory / data["name"]
@@ -154,14 +167,14 @@ def soak(model_dir, rng):
             processes[g] = Process(model_dir, g)
             kills[-1]["process"] = processes[g]
         elif fault in ("truncate", "delete"):
-            peer = rng.choice([0, 1])
+            peer = rng.choice(running)
             step, torn, reads = damage(model_dir, peer, fault)
             damages.append({"how": fault, "group": peer, "step": step, "torn": torn,
                             "reads": reads})
         else:
             dup = Process(model_dir, g)
             code = dup.popen.wait(timeout=300)
-            message = next((l.strip() for l in dup.lines if "already running" in l), "")
+            message = next((l.strip() for l in dup.lines if l.startswith("error:")), "")
             duplicate = {"group": g, "exit": code, "message": message,
                          "owner_alive": processes[g].popen.poll() in (None, 0)}
     for kill in kills:  # the restart has printed where it resumed from by now
@@ -170,8 +183,11 @@ def soak(model_dir, rng):
         kill["counted"] = resumed is not None
         kill["resumed"] = resumed if resumed is not None else "?"
         kill["redone"] = max(0, kill["published"] - resumed) if resumed is not None else "?"
-    outputs = "".join(p.output() for p in finished.values())
-    outputs += "".join(k["process"].output() for k in kills)
+    outputs = "".join(p.output() for p in Process.started)
+    logs = Path(model_dir) / "process_logs"
+    logs.mkdir(exist_ok=True)
+    for number, process in enumerate(Process.started):
+        (logs / f"{number:02d}-group{process.group}.log").write_text(process.output())
     return kills, damages, duplicate, failures, outputs
 
 
@@ -192,11 +208,14 @@ def main(argv):
     start = time.monotonic()
     kills, damages, duplicate, failures, outputs = soak(work / "faulty", rng)
     soak_s = time.monotonic() - start
-    codes = clean_run(work / "fault_free")
+    codes, cleans = [], []
+    for run in range(_CLEAN_RUNS.value):
+        codes += clean_run(work / f"fault_free_{run}")
+        cleans.append([metrics(work / f"fault_free_{run}", g) for g in (0, 1)])
     faulty = [metrics(work / "faulty", g) for g in (0, 1)]
-    clean = [metrics(work / "fault_free", g) for g in (0, 1)]
+    clean = cleans[0]
 
-    print(f"\nfault soak: 2 groups x {_TRAIN_STEPS.value} steps (clusters task), checkpoint "
+    print(f"\nfault soak (a shared, busy 2-core VM: timings are not figures here): 2 groups x {_TRAIN_STEPS.value} steps (clusters task), checkpoint "
           f"every {_STEPS_PER_LOOP.value}, publish/reload every {_RELOAD_INTERVAL.value}, "
           f"seed {_SEED.value}; {work}")
     print(f"faults injected: {len(kills)} SIGKILL+restart, "
@@ -204,7 +223,8 @@ def main(argv):
           f"{sum(d['how'] == 'delete' for d in damages)} deleted published checkpoint files, "
           f"{1 if duplicate else 0} duplicate start; faulty run took {soak_s:.0f} s")
     print(f"groups finished: faulty run {sum(m is not None for m in faulty)}/2, "
-          f"fault-free run {sum(m is not None for m in clean)}/2 (exit codes {codes}); "
+          f"fault-free runs {sum(m is not None for c in cleans for m in c)}/"
+          f"{2 * len(cleans)} (exit codes {codes}); "
           f"unexpected exits in the faulty run: {len(failures)}")
     for g, code, tail in failures:
         print(f"  group {g} exited {code}:\n{tail}")
@@ -221,8 +241,10 @@ def main(argv):
         print(f"damaged: {d['how']} group {d['group']} published step {d['step']}; harness "
               f"reads {d['reads']}, torn loads {d['torn']}")
     skips = outputs.count("Skipping peer checkpoint step")
+    gave_up = outputs.count("No verified peer checkpoint in")
     print(f"torn teacher loads: {sum(d['torn'] for d in damages)} (harness reads); peers "
-          f"skipped damaged checkpoints {skips} times (their warnings)")
+          f"skipped a damaged checkpoint {skips} times and found none verified {gave_up} "
+          f"times (their warnings; a deleted file is skipped silently)")
     if duplicate:
         print(f"duplicate start of group {duplicate['group']}: exit {duplicate['exit']}, owner "
               f"undisturbed: {duplicate['owner_alive']}; \"{duplicate['message']}\"")
@@ -230,8 +252,8 @@ def main(argv):
     print(f"stale-peer drops (faulty run, per group): {drops}")
     for g in (0, 1):
         f = faulty[g]["eval_loss"] if faulty[g] else float("nan")
-        c = clean[g]["eval_loss"] if clean[g] else float("nan")
-        print(f"final eval loss group {g}: faulty {f:.4f}, fault-free {c:.4f}")
+        c = ", ".join(f"{run[g]['eval_loss']:.4f}" if run[g] else "nan" for run in cleans)
+        print(f"final eval loss group {g}: faulty {f:.4f}, fault-free {c}")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ atomically: written under a unique temporary name, then hard-linked to its
 place, which fails if the place is taken, so no reader ever sees half of it.
 Its holder renews it from a heartbeat thread (the file's modification time)
 every ``heartbeat_s``. A lease is *stale*, and the next starter takes it over,
-when it was not renewed for ``expire_heartbeats`` heartbeats, or at once when
-its holder ran on this host and that process is gone (``kill -9`` then rerun
-just works). A live holder makes the second starter fail with ``LeaseHeld``,
-a ConfigError naming the holder: the train command exits 2.
+when its holder ran on this host and that process is gone (at once: ``kill -9``
+then rerun just works), or, for a holder on another host, when it was not
+renewed for ``expire_heartbeats`` heartbeats; on its own host a live pid keeps
+its lease. A live holder makes the second starter fail with ``LeaseHeld``, a
+ConfigError naming the holder: the train command exits 2.
 
 Takeover renames the stale file away first (one rename wins), and a holder
 whose heartbeat finds another token in its file stops its process: two
@@ -59,6 +60,14 @@ def describe(holder: dict) -> str:
             f"since {holder.get('since', '?')}")
 
 
+def pid_namespace() -> str:
+    """Which pid numbering this process sees (containers on one host differ), "" if unknown."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _alive_here(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -91,7 +100,7 @@ class Lease:
         self._on_lost = on_lost or self._exit_on_lost
         self.host = socket.gethostname()
         self.token = uuid.uuid4().hex
-        self.record = {"host": self.host, "pid": os.getpid(),
+        self.record = {"host": self.host, "pid": os.getpid(), "pid_namespace": pid_namespace(),
                        "since": datetime.datetime.now(datetime.timezone.utc)
                        .isoformat(timespec="seconds"),
                        "token": self.token}
@@ -128,8 +137,9 @@ class Lease:
             self._take_over(holder, reason)
         raise LeaseHeld(
             f"{self.what} is already running ({describe(holder or {})}; lease {self.path}, "
-            f"renewed every {self.heartbeat_s:g} s). Stop that process, or wait for it: a "
-            f"holder that stops renewing is taken over after {self.expire_s:g} s.",
+            f"renewed every {self.heartbeat_s:g} s). Stop that process, or wait for it; "
+            f"the lease passes on when that process is gone (from another host: after "
+            f"{self.expire_s:g} s without renewal).",
             holder or {})
 
     def _create(self) -> bool:
@@ -171,14 +181,22 @@ class Lease:
         return record
 
     def _stale_reason(self, holder: dict) -> Optional[str]:
+        """Why the holder's lease may be taken over, or None while it holds it.
+
+        On this host (and pid namespace) the process table decides: a live pid keeps its
+        lease however long it went without renewing (a long call holding the GIL), a dead
+        one loses it at once. Elsewhere, only the renewals tell.
+        """
+        pid = holder.get("pid")
+        if (holder.get("host") == self.host and isinstance(pid, int)
+                and holder.get("pid_namespace") == self.record["pid_namespace"]):
+            if pid == os.getpid():
+                return (None if holder.get("token") in _HELD_HERE
+                        else "held by an earlier process with this pid")
+            return None if _alive_here(pid) else "its process is gone"
         age = time.time() - holder["renewed"]
         if age > self.expire_s:
             return f"not renewed for {age:.0f} s"
-        if holder.get("host") == self.host and isinstance(holder.get("pid"), int):
-            if holder["pid"] == os.getpid() and holder.get("token") not in _HELD_HERE:
-                return "held by an earlier process with this pid"
-            if holder["pid"] != os.getpid() and not _alive_here(holder["pid"]):
-                return "its process is gone"
         return None
 
     def _take_over(self, holder: dict, reason: str) -> None:
@@ -251,13 +269,16 @@ def make_once(path: str, build: Callable[[str], None], what: str = "",
     """Makes ``path`` with ``build(path)`` unless it exists; concurrent callers wait.
 
     ``build`` must write ``path`` atomically (a unique temporary name, then a
-    rename): the lease only decides who builds; readers trust what exists. A
-    builder killed midway leaves a stale lease that the next caller takes over.
+    rename) and deterministically: the lease only decides who builds; readers
+    trust what exists. A builder killed midway leaves a stale lease that the next
+    caller takes over; a builder on another host that stops renewing is joined by
+    a second builder, which is harmless.
     """
     waiting_on = None
     while not os.path.exists(path):
         try:
-            with Lease(path + ".lease", what or os.path.basename(path), heartbeat_s):
+            with Lease(path + ".lease", what or os.path.basename(path), heartbeat_s,
+                       on_lost=lambda holder: None):  # harmless: every build is atomic
                 if not os.path.exists(path):
                     build(path)
         except LeaseHeld as held:
