@@ -49,6 +49,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the fault schedule and of the r
 _MIN_GAP = flags.DEFINE_float("min_gap_s", 4.0, "Shortest wait between two faults.")
 _MAX_GAP = flags.DEFINE_float("max_gap_s", 14.0, "Longest wait between two faults.")
 _WORK_DIR = flags.DEFINE_string("work_dir", "", "Where the runs go (default: a temp dir).")
+_STALENESS = flags.DEFINE_integer("max_teacher_staleness", 0, "Passed to the groups (0: "
+                                  "the train command's default, 4 x --reload_interval).")
 _CLEAN_RUNS = flags.DEFINE_integer("clean_runs", 2, "Fault-free runs (their spread is the "
                                    "noise the faulty run's losses compare with).")
 
@@ -57,7 +59,8 @@ def group_flags(model_dir):
     return ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32",
             "--eval_steps=0", f"--model_dir={model_dir}", "--num_groups=2",
             f"--train_steps={_TRAIN_STEPS.value}", f"--steps_per_loop={_STEPS_PER_LOOP.value}",
-            f"--reload_interval={_RELOAD_INTERVAL.value}", f"--seed={_SEED.value}"]
+            f"--reload_interval={_RELOAD_INTERVAL.value}", f"--seed={_SEED.value}",
+            f"--max_teacher_staleness={_STALENESS.value}"]
 
 
 class Process:
@@ -213,7 +216,6 @@ def main(argv):
         codes += clean_run(work / f"fault_free_{run}")
         cleans.append([metrics(work / f"fault_free_{run}", g) for g in (0, 1)])
     faulty = [metrics(work / "faulty", g) for g in (0, 1)]
-    clean = cleans[0]
 
     print(f"\nfault soak (a shared, busy 2-core VM: timings are not figures here): 2 groups x {_TRAIN_STEPS.value} steps (clusters task), checkpoint "
           f"every {_STEPS_PER_LOOP.value}, publish/reload every {_RELOAD_INTERVAL.value}, "
