@@ -99,3 +99,42 @@ def test_background_publisher_publishes_the_newest_pending_copy(tmp_path):
     assert snapshot.step == 30
     for mine, theirs in zip(snapshot.weights, model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_peer_that_stops_publishing_stops_pulling_and_comes_back(tmp_path, caplog):
+    publisher = snapshots.PeerPublisher(str(tmp_path / "peer"))
+    publisher.publish(10, named_weights(tiny.classifier(7)))
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            reload_interval=10, poll_interval_s=60, max_staleness=30)
+    x, y = tiny.classification_data(16)
+    model = tc.CodistillModel(tiny.classifier(1), peers)
+    model.compile(keras.optimizers.SGD(0.0))  # the student stays put: losses compare
+
+    def distill_loss():
+        return model.train_on_batch(x, y, return_dict=True)["distill_loss"]
+    try:
+        _build(peers)
+        assert _wait_for_snapshot(peers, step=10) == 1
+        pulling = distill_loss()
+        assert pulling > 0
+        assert _wait_for_snapshot(peers, step=40) == 0  # 30 behind: still a teacher
+        assert distill_loss() == pytest.approx(pulling)
+        with caplog.at_level("WARNING"):
+            peers.swap_in_new_weights(50)  # 40 behind: dropped
+        assert "40 steps behind" in caplog.text and "weight 0" in caplog.text
+        assert distill_loss() == 0.0
+        peers.swap_in_new_weights(60)
+        stats = peers.stats()
+        assert stats["dropped_peers"] == [0] and stats["peers_dropped"] == 1
+        assert stats["teacher_dropped_steps"] == 10
+        publisher.publish(60, named_weights(tiny.classifier(8)))  # it publishes again
+        assert _wait_for_snapshot(peers, step=70) == 1
+        assert distill_loss() > 0
+        stats = peers.stats()
+        assert stats["dropped_peers"] == [] and stats["peers_dropped"] == 1
+        assert stats["teacher_dropped_steps"] == 20
+        publisher.publish(65, named_weights(tiny.classifier(9)))  # a fresh but far-behind one
+        assert _wait_for_snapshot(peers, step=200) == 1
+        assert distill_loss() == 0.0 and peers.stats()["peers_dropped"] == 2
+    finally:
+        peers.close()

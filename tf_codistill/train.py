@@ -71,7 +71,12 @@ def main(argv):
             from tf_codistill.runner import launch
             sys.exit(launch.run_local_groups(config, baseline=FLAGS.baseline))
         from tf_codistill.runner import train_lib
-        train_lib.run(config)
+        try:
+            train_lib.run(config)
+        except train_lib.WorkerLostError as error:
+            logging.error("%s", error)
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
     except (config_lib.ConfigError, TPUUnavailableError) as error:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

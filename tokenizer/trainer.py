@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import uuid
 from typing import Iterable, Iterator
 
 import sentencepiece as spm
@@ -139,7 +140,7 @@ def train_vocabulary(documents: Iterable[str], output_path: str | os.PathLike,
     directory = os.path.dirname(output_path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    temporary = output_path + ".tmp"
+    temporary = f"{output_path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per writer
     with open(temporary, "wb") as file:
         file.write(proto)
     os.replace(temporary, output_path)  # readers never see a half-written vocabulary

@@ -4,7 +4,10 @@ Each group publishes its student's weights (``PublishCallback``); every other
 group polls them in a background thread (``snapshots.PeerPoller``) and, every
 ``reload_interval`` steps, swaps the freshest verified snapshot into a frozen
 teacher copy between two steps (``CheckpointPeers``). A peer that has published
-nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0.
+nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0. A
+peer whose newest snapshot falls more than ``max_staleness`` of the student's
+steps behind (it died, or stalled) gets weight 0 again until it publishes a
+fresher one: a dead peer stops pulling its partners toward its old model.
 """
 
 from __future__ import annotations
@@ -80,11 +83,14 @@ class CheckpointPeers(TeacherSource):
       reload_interval: steps between swaps of fresh weights into the copies.
       poll_interval_s: how often the background thread looks for new weights.
       staleness_warning_s: warn when a peer published nothing new for this long.
+      max_staleness: a peer whose newest snapshot is more than this many steps
+        behind the student's step gets weight 0 until a fresher one arrives
+        (checked at every reload); None never drops a peer.
     """
 
     def __init__(self, peer_directories: Sequence[str], build_model: Callable[[], keras.Model],
                  reload_interval: int = 50, poll_interval_s: float = 5.0,
-                 staleness_warning_s: float = 600.0):
+                 staleness_warning_s: float = 600.0, max_staleness: int | None = None):
         if reload_interval < 1:
             raise ValueError(f"reload_interval must be >= 1, got {reload_interval}.")
         self.peer_directories = list(peer_directories)
@@ -100,6 +106,11 @@ class CheckpointPeers(TeacherSource):
         self.peer_steps: dict[int, int] = {}
         self.max_staleness_steps = 0
         self.swaps = 0
+        self.max_staleness = max_staleness
+        self.dropped: set[int] = set()  # peers at weight 0 for staleness, now
+        self.peers_dropped = 0  # times a peer was dropped
+        self.teacher_dropped_steps = 0  # student steps x peers spent dropped
+        self._checked_step = None
 
     @property
     def frozen_models(self):
@@ -131,7 +142,36 @@ class CheckpointPeers(TeacherSource):
             self.swaps += 1
         for step in self.peer_steps.values():
             self.max_staleness_steps = max(self.max_staleness_steps, own_step - step)
+        self._drop_stale_peers(own_step)
         return len(ready)
+
+    def _drop_stale_peers(self, own_step: int) -> None:
+        """Weight 0 for peers too far behind; a fresher snapshot (assigned) brings one back.
+
+        Every worker of a group decides alike: the steps compared are agreed ones.
+        """
+        if self._checked_step is not None:
+            self.teacher_dropped_steps += len(self.dropped) * max(0, own_step -
+                                                                  self._checked_step)
+        self._checked_step = own_step
+        if self.max_staleness is None:
+            return
+        for index, step in sorted(self.peer_steps.items()):
+            behind = own_step - step
+            if behind > self.max_staleness:
+                self._available[index].assign(0.0)  # again, if a stale snapshot was assigned
+                if index not in self.dropped:
+                    self.dropped.add(index)
+                    self.peers_dropped += 1
+                    logging.warning(
+                        "Peer %s is %d steps behind (its newest snapshot: step %d; this "
+                        "group: step %d; limit --max_teacher_staleness=%d): weight 0 until it "
+                        "publishes again.", self.peer_directories[index], behind, step,
+                        own_step, self.max_staleness)
+            elif index in self.dropped:
+                self.dropped.discard(index)
+                logging.warning("Peer %s is back at step %d (this group: step %d).",
+                                self.peer_directories[index], step, own_step)
 
     def stats(self) -> dict:
         poller = self._poller.stats()
@@ -144,7 +184,10 @@ class CheckpointPeers(TeacherSource):
                            "bytes_read": poller["by_peer"][i]["peer_bytes_read"],
                            "snapshots_read": poller["by_peer"][i]["snapshots_read"],
                            "reload_latency_s": poller["by_peer"][i]["median_reload_latency_s"]}
-                          for i, directory in enumerate(self.peer_directories)]}
+                          for i, directory in enumerate(self.peer_directories)],
+                "peers_dropped": self.peers_dropped,
+                "teacher_dropped_steps": self.teacher_dropped_steps,
+                "dropped_peers": sorted(self.dropped)}
 
     def close(self):
         self._poller.close()

@@ -124,7 +124,9 @@ class ProgressLogger(keras.callbacks.Callback):
         if stats:
             scalars.update(teacher_reloads=stats["teacher_reloads"],
                            teacher_staleness_steps=stats["teacher_staleness_steps"],
-                           peer_bytes_read=stats["peer_bytes_read"])
+                           peer_bytes_read=stats["peer_bytes_read"],
+                           peers_dropped=stats.get("peers_dropped", 0),
+                           teacher_dropped_steps=stats.get("teacher_dropped_steps", 0))
         with self._writer.as_default(step=step):
             for name, value in scalars.items():
                 tf.summary.scalar(name, value)

@@ -118,6 +118,16 @@ class CodistillConfig:
         "runs/a/group_0,runs/b/group_0) whose mean prediction is the fixed teacher.")
     staleness_warning_s: float = knob(600.0, "Warn when a peer published nothing new for "
                                       "this many seconds.", valid=POSITIVE)
+    max_teacher_staleness: int = knob(
+        0, "A peer whose newest published snapshot is more than this many of this group's "
+        "steps behind (dead or stalled) gets weight 0 until it publishes again; counted in "
+        "metrics.json (peers_dropped, teacher_dropped_steps) and TensorBoard. 0: "
+        "4 x --reload_interval.", valid=AT_LEAST_0)
+
+    @property
+    def teacher_staleness_limit(self) -> int:
+        """--max_teacher_staleness resolved: 0 means 4 reload intervals."""
+        return self.max_teacher_staleness or 4 * self.reload_interval
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,7 +121,7 @@ def write_python_docs_wet(path: str, min_paragraphs: int = 1,
             record_id = f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, uri)}>"
             documents.append((record_id, uri, "\n".join(paragraphs)))
     documents.sort()
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never shared by two writers
     with open(tmp, "wb") as out:
         out.write(gzip.compress(warcinfo_record(os.path.basename(path)), compresslevel=6))
         for record_id, uri, text in documents:
@@ -142,21 +142,29 @@ def prepare(model_dir: str, vocab: str = "", vocab_size: int = 4000,
     """Writes the demo's WET file and, unless ``vocab`` is given, trains a vocabulary.
 
     Both land in ``<model_dir>/data/`` and are reused when present, so a rerun
-    of the demo resumes instead of starting over. Returns (wet_path, vocab_path).
+    of the demo resumes instead of starting over. Processes started together
+    (one per group) make each file once: the first writes it under a lease, the
+    others wait for it (``lease.make_once``). Returns (wet_path, vocab_path).
     """
     import tokenizer as tokenizer_lib
+    from tf_codistill.runner.lease import make_once, unique_temporary
 
     data_dir = os.path.join(model_dir, "data")
     name = "+".join(["python_docs", *libraries])
     wet_path = os.path.join(data_dir, f"{name}.wet.gz")
-    if not os.path.exists(wet_path):
-        write_python_docs_wet(wet_path, libraries=libraries)
+    make_once(wet_path, lambda path: write_python_docs_wet(path, libraries=libraries),
+              "the demo corpus")
     if vocab:
         return wet_path, vocab
     vocab_path = os.path.join(data_dir, f"{name}_vocab_{vocab_size}.model" if libraries
                               else f"vocab_{vocab_size}.model")
-    if not os.path.exists(vocab_path):
+
+    def train_vocabulary(path):
         documents = ("\n".join(prose_paragraphs(text))
                      for _, text in corpus_documents(libraries))
-        tokenizer_lib.train_vocabulary(documents, vocab_path, vocab_size=vocab_size)
+        tmp = unique_temporary(path)
+        tokenizer_lib.train_vocabulary(documents, tmp, vocab_size=vocab_size)
+        os.replace(tmp, path)
+
+    make_once(vocab_path, train_vocabulary, "the demo vocabulary")
     return wet_path, vocab_path

@@ -83,11 +83,12 @@ def restore_student(student: keras.Model, checkpoint_path: str) -> None:
 
 
 def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: keras.Model,
-                       advice: str) -> None:
+                       advice: str, keep_carried_state: bool = False) -> None:
     """Restores ``path`` (extra saved objects ignored) and zeroes ``model``'s carried state.
 
     A checkpoint of another model is a ConfigError naming it, with ``advice``.
-    The carried state belongs to streams the new reader does not continue.
+    The carried state belongs to streams the new reader does not continue, unless
+    ``keep_carried_state``: a training resume that continues those very streams.
     """
     try:
         checkpoint.restore(path).expect_partial()
@@ -95,7 +96,8 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: keras.
         raise config_lib.ConfigError(
             f"Cannot restore {path} ({type(error).__name__}: "
             f"{str(error).splitlines()[0]}). {advice}") from None
-    reset_carried_state(model)
+    if not keep_carried_state:
+        reset_carried_state(model)
 
 
 def mean_probability_nll(output_kind: str, logits: Sequence[tf.Tensor], labels) -> tf.Tensor:

@@ -7,8 +7,11 @@
         checkpoints/        step, weights, optimizer slots (tf.train.CheckpointManager)
         published/          the weights peers read, with a verified manifest (exchange.snapshots)
         logs/               TensorBoard; logs/codistill/ holds teacher reloads and staleness
+        lease.json          its running owner (host, pid, since), renewed by a heartbeat
+                            (runner.lease); lease-worker-<i>.json per worker of a multi-worker group
         metrics.json        written last: the group finished
-        export/             the student as a SavedModel
+        export/             the student as a SavedModel (written as export.tmp-*, then renamed)
+      data/                 --prepare_demo_data's corpus and vocabulary (made once, under *.lease)
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class GroupLayout:
     @property
     def export(self) -> str:
         return os.path.join(self.directory, "export")
+
+    def lease(self, worker: str = "") -> str:
+        """The lease of the group's owner; ``worker`` (e.g. "worker-1") names one worker's."""
+        return os.path.join(self.directory, f"lease-{worker}.json" if worker else "lease.json")
 
 
 def group_dir(model_dir: str, group: int) -> str:

@@ -8,9 +8,11 @@ running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -25,6 +27,7 @@ from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import layout
+from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
 from tf_codistill.core.model import CodistillModel
@@ -40,9 +43,62 @@ PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real 
 
 
 def run(config: config_lib.RunConfig) -> dict:
-    """Trains group ``config.group`` to ``train_steps``; returns its metrics.json."""
+    """Trains group ``config.group`` to ``train_steps``; returns its metrics.json.
+
+    The process holds the group's lease (``runner.lease``) throughout: a second
+    live process for the same group and worker is refused (LeaseHeld, exit 2),
+    and one whose holder died takes over. A rerun after a kill at any point
+    resumes: metrics.json is written last, so a group without it retrains from
+    its last checkpoint (none: from scratch) and exports and evaluates again.
+    """
     config_lib.check(config)
     config = aligned_to_executions(config)
+    worker = _worker_name(config)
+    with lease_lib.Lease(config.layout.lease(worker),
+                         f"group {config.group}" + (f" {worker}" if worker else "")):
+        try:
+            return _run(config)
+        except _PEER_FAILURES as error:
+            if config.strategy != "multi_worker":
+                raise
+            raise WorkerLostError(_worker_lost_message(config, error)) from None
+
+
+class WorkerLostError(RuntimeError):
+    """Another worker of this multi-worker group died or stopped answering."""
+
+
+# What a collective raises on the other workers when one worker of the group is gone: the
+# connection resets (killed process), or the coordination service misses its heartbeats
+# (frozen or unreachable host, within its heartbeat timeout, 10 s by default).
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                  tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def _worker_lost_message(config, error) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = next((" ".join(lines[i:i + 2]) for i, line in enumerate(lines)
+                  if "aborted by" in line), lines[-1] if lines else type(error).__name__)
+    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
+    resume = (f"from its last checkpoint, step {latest.rsplit('-', 1)[1]}" if latest
+              else "from scratch (no checkpoint yet)")
+    return (f"group {config.group} lost a worker ({type(error).__name__}: {cause}). Every "
+            f"worker of a multi_worker group stops; rerun all of the group's workers with "
+            f"the same command and TF_CONFIG to resume {resume}.")
+
+
+def _worker_name(config) -> str:
+    """"" for a one-process group; "<type>-<index>" from TF_CONFIG for a multi-worker one."""
+    if config.strategy != "multi_worker":
+        return ""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return "worker-0"  # get_strategy reports the bad TF_CONFIG
+    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
+
+
+def _run(config: config_lib.RunConfig) -> dict:
     task = get_task(config)
     task.check_inputs()
     try:
@@ -60,11 +116,14 @@ def run(config: config_lib.RunConfig) -> dict:
         manager = tf.train.CheckpointManager(
             checkpoint, _writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
-        start_step = _restore(checkpoint, config, model.student)
+        start_step = _restore(checkpoint, config, model.student,
+                              exact_state=strategy.num_replicas_in_sync == 1)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
         train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
+        if start_step >= config.trainer.train_steps:
+            _build_restored(task, strategy, model)
         _export(config, model, chief)
         eval_logs = _evaluate(config, task, strategy, model)
     finally:
@@ -198,7 +257,8 @@ def _checkpoint_peers(config, task, per_replica_batch):
                                                       precision),
                            reload_interval=config.codistill.reload_interval,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
-                           staleness_warning_s=config.codistill.staleness_warning_s)
+                           staleness_warning_s=config.codistill.staleness_warning_s,
+                           max_staleness=config.codistill.teacher_staleness_limit)
 
 
 def _ensemble_teacher(config, task, per_replica_batch):
@@ -221,13 +281,16 @@ def _writable_dir(directory, chief):
     return tempfile.mkdtemp(prefix="tf_codistill_worker_")
 
 
-def _restore(checkpoint, config, student):
+def _restore(checkpoint, config, student, exact_state=False):
     """Restores the group's newest checkpoint on every worker; returns its step.
 
     Non-chief workers save to private directories but restore from the chief's,
-    so a resumed multi-worker group starts from one state. The carried LM state
-    belongs to the old run's streams, which the new input pipeline does not
-    continue, so it starts from zero.
+    so a resumed multi-worker group starts from one state. The training input
+    resumes where the checkpoint left it (``_resumed_input``); with
+    ``exact_state`` (one replica) the carried LM state does too. With several
+    replicas it starts from zero: a checkpoint keeps the first replica's
+    carried state only (ONLY_FIRST_REPLICA), which belongs to that replica's
+    streams alone.
     """
     latest = tf.train.latest_checkpoint(config.layout.checkpoints)
     if latest is None:
@@ -235,10 +298,26 @@ def _restore(checkpoint, config, student):
         return 0
     evaluation.restore_checkpoint(checkpoint, latest, student,
                                   "The model_dir holds a run of a different model; pass a new "
-                                  "--model_dir.")
+                                  "--model_dir.", keep_carried_state=exact_state)
     step = int(checkpoint.optimizer.iterations.numpy())
     print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
+
+
+def _resumed_input(task, start_step):
+    """The task's training input with the batches of the first ``start_step`` steps
+    skipped: a resumed group reads on where it stopped (the same batches, token for token,
+    as an uninterrupted run, for a pipeline whose order is fixed by its seed; every task's
+    is). Each step takes one element per local replica from each input pipeline. The
+    skipped elements are produced and dropped: the LM re-reads and re-tokenizes its
+    documents up to that point, the cost of a recorded skip."""
+    def dataset_fn(context):
+        dataset = task.train_dataset(context)
+        if not start_step:
+            return dataset
+        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        return dataset.skip(start_step * local_replicas)
+    return dataset_fn
 
 
 def _train(config, task, strategy, model, manager, chief, start_step):
@@ -252,7 +331,7 @@ def _train(config, task, strategy, model, manager, chief, start_step):
             f"--steps_per_execution={config.trainer.steps_per_execution}: device calls would "
             "miss the reload, checkpoint and last steps; resume with a --steps_per_execution "
             f"that divides {start_step}.")
-    dataset = strategy.distribute_datasets_from_function(task.train_dataset)
+    dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
     if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
         publisher = BackgroundPublisher(snapshots.PeerPublisher(
@@ -303,6 +382,8 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
         "step_time_p95_s": train_logs.get("step_time_p95_s"),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
+        "peers_dropped": 0,
+        "teacher_dropped_steps": 0,
         "peer_bytes_read": 0,
         "reload_latency_s": None,
         "peers": [],  # per peer: directory, step, bytes_read, snapshots_read, reload_latency_s
@@ -312,9 +393,36 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
     return metrics
 
 
+def _build_restored(task, strategy, model):
+    """Builds a student restored after its last step (a rerun after a kill during export
+    or evaluation): a subclassed model learns its input shape, and creates the variables
+    the restore is waiting for, on its first call. One evaluation batch does it on
+    every replica; the evaluation that follows resets the carried state."""
+    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
+    model.evaluate(dataset, steps=1, verbose=0)
+
+
 def _export(config, model, chief):
+    """Saves the student to export/ whole: into a unique temporary directory, then renamed.
+
+    A kill mid-save leaves export/ as it was (absent or complete) and a temporary
+    directory that the next run of this group (the lease holder) removes.
+    """
+    if not chief:
+        model.save(tempfile.mkdtemp(prefix="tf_codistill_export_"))
+        return
     path = config.layout.export
-    model.save(path if chief else tempfile.mkdtemp(prefix="tf_codistill_export_"))
+    for leftover in glob.glob(f"{path}.tmp-*") + glob.glob(f"{path}.old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = lease_lib.unique_temporary(path)
+    model.save(tmp)
+    old = None
+    if tf.io.gfile.exists(path):
+        old = f"{path}.old-{os.path.basename(tmp).rsplit('tmp-', 1)[1]}"
+        tf.io.gfile.rename(path, old)
+    tf.io.gfile.rename(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def summary_table(metrics_by_group: list[dict]) -> str:
