@@ -452,7 +452,8 @@ def _join(directory: str, name: str) -> str:
     return directory.rstrip("/") + "/" + name
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
+    """A POSIX path (local disk, NFS), not an object store or TensorFlow file system URL."""
     return "://" not in path
 
 
@@ -464,7 +465,7 @@ def _read_bytes(path: str) -> bytes:
 def _atomic_write(path: str, data: bytes) -> None:
     """Replaces `path` with `data` so that readers see the old or the new content, never part."""
     directory = os.path.dirname(path)
-    if not _is_local(path):
+    if not is_local(path):
         temp = f"{path}.tmp-{os.getpid()}-{time.time_ns()}"
         with tf.io.gfile.GFile(temp, "wb") as f:
             f.write(data)
@@ -486,7 +487,7 @@ def _atomic_write(path: str, data: bytes) -> None:
 
 def _fsync_checkpoint_files(prefix: str) -> None:
     """Makes the checkpoint durable before a manifest can name it (local files only)."""
-    if _is_local(prefix):
+    if is_local(prefix):
         for path in tf.io.gfile.glob(prefix + ".*"):
             _fsync_path(path)
         _fsync_path(os.path.dirname(prefix))

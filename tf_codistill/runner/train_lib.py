@@ -7,6 +7,7 @@ running the same command again resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -53,15 +54,36 @@ def run(config: config_lib.RunConfig) -> dict:
     """
     config_lib.check(config)
     config = aligned_to_executions(config)
-    worker = _worker_name(config)
-    with lease_lib.Lease(config.layout.lease(worker),
-                         f"group {config.group}" + (f" {worker}" if worker else "")):
+    with _group_lease(config):
         try:
             return _run(config)
         except _PEER_FAILURES as error:
             if config.strategy != "multi_worker":
                 raise
             raise WorkerLostError(_worker_lost_message(config, error)) from None
+
+
+@contextlib.contextmanager
+def _group_lease(config):
+    """Holds the group's (and worker's) lease; on an object store, where no file can be
+    created exclusively, says that one owner per group is not enforced there."""
+    worker = _worker_name(config)
+    path = config.layout.lease(worker)
+    if not snapshots.is_local(path):
+        logging.warning("--model_dir=%s is not a POSIX file system: one owner per group is "
+                        "not enforced there (no lease); start each group once.",
+                        config.model_dir)
+        yield
+        return
+    try:
+        lease = lease_lib.Lease(path, f"group {config.group}" + (f" {worker}" if worker else ""))
+        lease.acquire()
+    except OSError as error:
+        raise _not_writable(config, error) from None
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 class WorkerLostError(RuntimeError):
@@ -196,11 +218,16 @@ def _write_config(config):
     try:
         config_lib.write_or_check(config)
     except tf.errors.OpError as error:
-        raise config_lib.ConfigError(
-            f"--model_dir={config.model_dir} is not writable from {socket.gethostname()} "
-            f"({type(error).__name__}: {error.message}); every group's chief writes there, so "
-            "pass a directory every process can write: a shared file system or a bucket "
-            "(gs://...).") from None
+        raise _not_writable(config, error) from None
+
+
+def _not_writable(config, error) -> config_lib.ConfigError:
+    detail = getattr(error, "message", None) or str(error)
+    return config_lib.ConfigError(
+        f"--model_dir={config.model_dir} is not writable from {socket.gethostname()} "
+        f"({type(error).__name__}: {detail}); every group's chief writes there, so "
+        "pass a directory every process can write: a shared file system or a bucket "
+        "(gs://...).")
 
 
 def _finished_metrics(config, start_step):
@@ -406,21 +433,28 @@ def _export(config, model, chief):
     """Saves the student to export/ whole: into a unique temporary directory, then renamed.
 
     A kill mid-save leaves export/ as it was (absent or complete) and a temporary
-    directory that the next run of this group (the lease holder) removes.
+    directory that the next run of this group (the lease holder) removes. Object
+    stores cannot rename a directory: there the export is written in place (a rerun
+    after a kill writes it again, since metrics.json comes last).
     """
     if not chief:
         model.save(tempfile.mkdtemp(prefix="tf_codistill_export_"))
         return
     path = config.layout.export
+    if not snapshots.is_local(path):
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+        model.save(path)
+        return
     for leftover in glob.glob(f"{path}.tmp-*") + glob.glob(f"{path}.old-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     tmp = lease_lib.unique_temporary(path)
     model.save(tmp)
     old = None
-    if tf.io.gfile.exists(path):
+    if os.path.exists(path):
         old = f"{path}.old-{os.path.basename(tmp).rsplit('tmp-', 1)[1]}"
-        tf.io.gfile.rename(path, old)
-    tf.io.gfile.rename(tmp, path)
+        os.rename(path, old)
+    os.rename(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
