@@ -29,6 +29,7 @@ from typing import Optional, Sequence, TextIO
 import tensorflow as tf
 from absl import flags
 
+from tf_codistill.exchange import snapshots
 from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import flags as flags_lib
@@ -122,7 +123,7 @@ def _check_kubeflow(flag_values, config):
     if not flag_values.output_dir:
         raise config_lib.ConfigError("--emit=kubeflow needs --output_dir: where the manifests "
                                      "go.")
-    remote = "://" in config.model_dir
+    remote = not snapshots.is_local(config.model_dir)
     mount = flag_values.mount_path.rstrip("/") + "/"
     if flag_values.pvc and not config.model_dir.startswith(mount):
         raise config_lib.ConfigError(
