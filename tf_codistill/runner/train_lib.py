@@ -96,7 +96,7 @@ def _build(config, task, strategy):
             regularization_schedule=weight_decay_schedule(
                 config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
         model.compile(make_optimizer(config.trainer, task.learning_rate()),
-                      metrics=task.metrics())
+                      metrics=task.metrics(), jit_compile=config.trainer.jit_compile)
     return model, peers
 
 
