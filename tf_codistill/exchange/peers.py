@@ -108,6 +108,12 @@ class CheckpointPeers(TeacherSource):
         return [(tf.stop_gradient(copy(x, training=False)), available)
                 for copy, available in zip(self._copies, self._available)]
 
+    def ready(self):
+        """True once any peer's weights are in its copy: before, no teacher forward runs."""
+        if not self._available:
+            return False
+        return tf.reduce_max(tf.stack([tf.convert_to_tensor(a) for a in self._available])) > 0
+
     def callbacks(self):
         return [_ReloadCallback(self)]
 
