@@ -30,6 +30,7 @@ from tf_codistill.runner.optimizers import OPTIMIZERS
 from tf_codistill.runner.strategies import STRATEGIES
 
 PARTITIONS = ("disjoint", "same")
+MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 TEACHERS = ("peers", "uniform", "unigram", "ensemble")
 
 
@@ -85,6 +86,10 @@ class TrainerConfig:
     jit_compile: bool = knob(
         False, "Compile the train and eval steps with XLA (model.compile(jit_compile=True)). "
         "Measure before turning it on: it pays for some models and not others.")
+    mixed_precision: str = knob(
+        "float32", "Keras precision policy of the group's models: variables stay float32, "
+        "mixed_* compute in 16 bits (mixed_float16 adds dynamic loss scaling). Teacher copies "
+        "of peers compute at --teacher_precision.", choices=MIXED_PRECISION_POLICIES)
 
 
 @dataclasses.dataclass(frozen=True)
