@@ -6,7 +6,8 @@ A frozen teacher copy of the CPU LM (2 x LSTM 256, batch 32 x 32), forward only,
   float32          float32 variables and compute
   mixed_bfloat16   float32 variables, bfloat16 compute: every variable read inside the
                    RNN loop is a cast (what --teacher_precision=bfloat16/int8 built before)
-  bfloat16         bfloat16 variables and compute: no casts (a frozen copy never trains)
+  bfloat16         bfloat16 variables and compute: no casts (a frozen copy never trains;
+                   what a bfloat16/int8 teacher copy is now)
 in graph mode and under XLA, plus the two matmul shapes that dominate (one recurrent step,
 the output layer) in float32 and bfloat16. Timed blocks alternate; figures are the
 median over blocks as a ratio to the float32 graph forward (or float32 matmul), with the
