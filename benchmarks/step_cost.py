@@ -12,6 +12,7 @@ Variants (same model sizes and batch; every model built once, traced outside the
   burn-in             the same with a float32 peer loaded, during burn_in_steps
   no peer yet         a checkpoint peer that has published nothing
   student <policy>    plain LM under a Keras mixed-precision policy (--mixed_policies)
+  x k peers           --num_peers=1,2,3: k checkpoint peers (N = k + 1 groups), k forwards
 each in graph mode and with jit_compile=True (--modes). Timed blocks of --steps steps cycle
 through all variants --repeats times, so machine noise hits all alike. Every figure is a
 ratio to the fastest plain step (the lower median of plain graph / plain XLA); min and
@@ -49,6 +50,9 @@ flags.DEFINE_list("precisions", ["float32", "bfloat16", "int8"], "Teacher precis
 flags.DEFINE_list("modes", ["graph", "xla"], "graph and/or xla.")
 flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
                   "Keras policies of extra plain-student variants (empty: none).")
+flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
+                  "groups); above 1 only the first of --precisions.")
+flags.DEFINE_bool("skip_variants", True, "Burn-in and no-peer-yet variants.")
 
 
 def build_lm():
@@ -77,22 +81,26 @@ def plain(jit, policy=None):
     return model
 
 
-def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True):
-    peers = CheckpointPeers([peer_dir], lambda: build_teacher_copy(build_lm, precision),
+def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_peers=1):
+    peers = CheckpointPeers([peer_dir] * num_peers,
+                            lambda: build_teacher_copy(build_lm, precision),
                             poll_interval_s=3600)
-    peers.frozen_models[0](_zeros())
+    for copy in peers.frozen_models:
+        copy(_zeros())
     peers._poller.poll_once()
-    assert peers.swap_in_new_weights(0) == int(published)
+    assert peers.swap_in_new_weights(0) == int(published) * num_peers
     model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps)
     model.compile(keras.optimizers.Adam(), jit_compile=jit)
     return model, peers
 
 
 def block_time(model, x, y):
-    start = time.perf_counter()
+    """(wall-clock, process CPU) seconds per step over one block."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(FLAGS.steps):
         model.train_on_batch(x, y)
-    return (time.perf_counter() - start) / FLAGS.steps
+    return ((time.perf_counter() - start) / FLAGS.steps,
+            (time.process_time() - cpu) / FLAGS.steps)
 
 
 def main(argv):
@@ -117,9 +125,15 @@ def main(argv):
             for policy in FLAGS.mixed_policies:
                 models[f"plain student {policy}, {mode}"] = plain(jit, policy)
             for precision in FLAGS.precisions:
-                models[f"codistilled {precision} teacher, {mode}"], source = codistilled(
-                    directories[precision], precision, jit)
-                sources.append(source)
+                for count in map(int, FLAGS.num_peers):
+                    if count > 1 and precision != FLAGS.precisions[0]:
+                        continue
+                    label = "" if count == 1 else f" x {count} peers"
+                    models[f"codistilled {precision} teacher{label}, {mode}"], source = \
+                        codistilled(directories[precision], precision, jit, num_peers=count)
+                    sources.append(source)
+            if not FLAGS.skip_variants:
+                continue
             models[f"burn-in (fp32 peer loaded), {mode}"], source = codistilled(
                 directories["float32"], "float32", jit, burn_in_steps=10 ** 9)
             sources.append(source)
@@ -133,27 +147,36 @@ def main(argv):
             model.train_on_batch(x, y)
             compile_s[name] = time.perf_counter() - start
         times = {name: [] for name in models}
+        cpu_times = {name: [] for name in models}
         for _ in range(FLAGS.repeats):
             for name, model in models.items():
-                times[name].append(block_time(model, x, y))
+                wall, cpu = block_time(model, x, y)
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
         for source in sources:
             source.close()
-    medians = {name: statistics.median(samples) for name, samples in times.items()}
-    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
-    base = medians[base_name]
     print(f"LM 2 x LSTM {FLAGS.units} (layer_norm={FLAGS.layer_norm}), embedding "
           f"{FLAGS.embedding_dim}, vocab {FLAGS.vocab_size}, batch {FLAGS.batch_size} x "
           f"{FLAGS.seq_len}; {FLAGS.repeats} alternating blocks of {FLAGS.steps} steps; "
-          f"TF {tf.__version__}")
-    print(f"fastest plain step: {base_name}, median {base * 1e3:.1f} ms "
-          f"({FLAGS.batch_size * FLAGS.seq_len / base:,.0f} tokens/s)")
+          f"TF {tf.__version__}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs at the end")
+    _table("wall-clock", times, compile_s)
+    _table("process CPU time (all threads; less sensitive to other jobs on a shared machine)",
+           cpu_times, compile_s)
+
+
+def _table(title, times, compile_s):
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
+    base = medians[base_name]
+    print(f"\n{title}: ratios to the fastest plain step ({base_name}, median "
+          f"{base * 1e3:.1f} ms, {FLAGS.batch_size * FLAGS.seq_len / base:,.0f} tokens/s)")
     print(f"{'variant':<44} {'median':>7} {'min':>6} {'spread':>7} {'ms':>8} {'first 2 s':>9}")
     for name, samples in times.items():
         median = medians[name]
         spread = (max(samples) - min(samples)) / median
         print(f"{name:<44} {median / base:7.3f} {min(samples) / base:6.3f} {spread:7.1%} "
               f"{median * 1e3:8.1f} {compile_s[name]:9.1f}")
-
 
 if __name__ == "__main__":
     app.run(main)

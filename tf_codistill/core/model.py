@@ -114,7 +114,7 @@ class CodistillModel(keras.Model):
         models = [self.student] + self.peers
         with tf.GradientTape() as tape:
             outputs = [tf.cast(model(x, training=True), tf.float32) for model in models]
-            distills = self._distill_terms(x, outputs, y, sample_weight)
+            distills = self._distill_terms(x, outputs, sample_weight)
             per_model = [self._model_losses(i, outputs, distills[i], y, sample_weight)
                          for i in range(len(models))]
             objective = tf.add_n([total for total, _, _ in per_model])
@@ -128,7 +128,7 @@ class CodistillModel(keras.Model):
         self.compiled_metrics.update_state(y, outputs[0], sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
-    def _distill_terms(self, x, outputs, y, sample_weight):
+    def _distill_terms(self, x, outputs, sample_weight):
         """The unweighted distillation loss of each trained copy, or zeros where it cannot count.
 
         Before ``burn_in_steps`` and while no teacher is ready (no checkpoint peer has
