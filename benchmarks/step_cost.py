@@ -52,7 +52,7 @@ flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
                   "Keras policies of extra plain-student variants (empty: none).")
 flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
                   "groups); above 1 only the first of --precisions.")
-flags.DEFINE_bool("skip_variants", True, "Burn-in and no-peer-yet variants.")
+flags.DEFINE_bool("idle_teacher_variants", True, "Add the burn-in and no-peer-yet variants.")
 
 
 def build_lm():
@@ -132,7 +132,7 @@ def main(argv):
                     models[f"codistilled {precision} teacher{label}, {mode}"], source = \
                         codistilled(directories[precision], precision, jit, num_peers=count)
                     sources.append(source)
-            if not FLAGS.skip_variants:
+            if not FLAGS.idle_teacher_variants:
                 continue
             models[f"burn-in (fp32 peer loaded), {mode}"], source = codistilled(
                 directories["float32"], "float32", jit, burn_in_steps=10 ** 9)
