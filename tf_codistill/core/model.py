@@ -111,11 +111,11 @@ class CodistillModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        frozen = self.teacher.frozen_predictions(x)
         models = [self.student] + self.peers
         with tf.GradientTape() as tape:
-            outputs = [model(x, training=True) for model in models]
-            per_model = [self._model_losses(i, outputs, frozen, y, sample_weight)
+            outputs = [tf.cast(model(x, training=True), tf.float32) for model in models]
+            distills = self._distill_terms(x, outputs, sample_weight)
+            per_model = [self._model_losses(i, outputs, distills[i], y, sample_weight)
                          for i in range(len(models))]
             objective = tf.add_n([total for total, _, _ in per_model])
             objective /= tf.distribute.get_strategy().num_replicas_in_sync
@@ -128,33 +128,63 @@ class CodistillModel(keras.Model):
         self.compiled_metrics.update_state(y, outputs[0], sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
+    def _distill_terms(self, x, outputs, sample_weight):
+        """The unweighted distillation loss of each trained copy, or zeros where it cannot count.
+
+        Before ``burn_in_steps`` and while no teacher is ready (no checkpoint peer has
+        published), w * distill is zero, so the teacher's forward pass and the loss are
+        skipped in a ``tf.cond``: such a step costs what a plain step costs. Both
+        branches are traced (building the teacher copies), one runs.
+        """
+        zeros = [tf.constant(0.0) for _ in outputs]
+        has_frozen = type(self.teacher).frozen_predictions is not TeacherSource.frozen_predictions
+        if not self.peers and not has_frozen:
+            return zeros
+
+        def terms():
+            frozen = self.teacher.frozen_predictions(x) if has_frozen else []
+            return [self._distill_loss(i, outputs, frozen, sample_weight)
+                    for i in range(len(outputs))]
+
+        ready = True if self.peers else self.teacher.ready()
+        if self.burn_in_steps == 0 and ready is True:
+            return terms()
+        counts = tf.logical_and(self.optimizer.iterations >= self.burn_in_steps,
+                                tf.convert_to_tensor(ready, tf.bool))
+        return tf.cond(counts, terms, lambda: zeros)
+
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.student(x, training=False)
+        logits = tf.cast(self.student(x, training=False), tf.float32)
         task = _local_mean(self.task_loss(y, logits), sample_weight)
         self.total_loss_tracker.update_state(task)
         self.compiled_metrics.update_state(y, logits, sample_weight)
         evaluated = [self.total_loss_tracker] + self.compiled_metrics.metrics
         return {m.name: m.result() for m in evaluated}
 
-    def _model_losses(self, index, outputs, frozen, y, sample_weight):
+    def _distill_loss(self, index, outputs, frozen, sample_weight):
+        """The distillation loss of copy ``index`` toward the others and the frozen teachers."""
+        logits = outputs[index]
+        teachers = [(tf.stop_gradient(other), tf.constant(1.0))
+                    for j, other in enumerate(outputs) if j != index]
+        teachers += [(tf.cast(_broadcast_to(teacher, logits), tf.float32), weight)
+                     for teacher, weight in frozen]
+        if not teachers:
+            return tf.constant(0.0)
+        _check_same_shape(logits, [t for t, _ in teachers])
+        teacher_logits, weights = zip(*teachers)
+        target = self.distill_loss.target(teacher_logits, weights)
+        distill = _local_mean(self.distill_loss(target, logits), sample_weight)
+        return distill * tf.cast(tf.add_n(list(weights)) > 0, distill.dtype)
+
+    def _model_losses(self, index, outputs, distill, y, sample_weight):
         """(total, task, distill) of copy ``index``, each a local mean."""
         logits = outputs[index]
         task = _local_mean(self.task_loss(y, logits), sample_weight)
-        distill = tf.constant(0.0)
-        teachers = [(tf.stop_gradient(other), tf.constant(1.0))
-                    for j, other in enumerate(outputs) if j != index]
-        teachers += [(_broadcast_to(teacher, logits), weight) for teacher, weight in frozen]
-        if teachers:
-            _check_same_shape(logits, [t for t, _ in teachers])
-            teacher_logits, weights = zip(*teachers)
-            target = self.distill_loss.target(teacher_logits, weights)
-            distill = _local_mean(self.distill_loss(target, logits), sample_weight)
-            distill *= tf.cast(tf.add_n(list(weights)) > 0, distill.dtype)
         total = task + self.distill_weight_now() * distill
         model = ([self.student] + self.peers)[index]
         if model.losses:
-            regularization = tf.add_n(model.losses)
+            regularization = tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses])
             if self.regularization_schedule is not None:
                 regularization *= tf.cast(
                     self.regularization_schedule(self.optimizer.iterations), regularization.dtype)

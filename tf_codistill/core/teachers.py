@@ -40,6 +40,15 @@ class TeacherSource:
         """(logits, weight) of each frozen teacher for the inputs ``x``."""
         return []
 
+    def ready(self):
+        """Whether a frozen teacher can count in this step: True, or a boolean tensor.
+
+        While it is False the train step skips the teachers' forward pass and the
+        distillation loss (their weight would be zero). Sources whose teachers
+        appear later (checkpoint peers that have not published yet) override it.
+        """
+        return True
+
     def callbacks(self) -> list[keras.callbacks.Callback]:
         return []
 

@@ -43,15 +43,22 @@ def exchanged_names(model: keras.Model) -> list[str]:
             for index, variable in enumerate(exchanged_variables(model))]
 
 
-TEACHER_COMPUTE_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16",
-                          "float16": "mixed_float16", "int8": "mixed_bfloat16"}
+# A frozen copy never trains, so a 16-bit copy keeps its variables in 16 bits too
+# ("bfloat16", not "mixed_bfloat16"): a mixed copy casts every variable it reads,
+# inside the RNN loop once per time step, which made bf16 teachers slower than
+# float32 ones (benchmarks/teacher_forward.py). int8 is storage and transfer only:
+# an int8 teacher computes in bfloat16. float16 stays mixed (float32 variables),
+# as float16 compute is for GPUs.
+TEACHER_COMPUTE_POLICY = {"float32": "float32", "bfloat16": "bfloat16",
+                          "float16": "mixed_float16", "int8": "bfloat16"}
 
 
 def build_teacher_copy(build_model: Callable[[], keras.Model], precision: str) -> keras.Model:
-    """Builds a copy whose forward pass runs at the teacher precision.
+    """Builds a frozen copy whose forward pass runs at the teacher precision.
 
-    Variables stay float32 (Keras mixed precision); 16-bit compute is where a
-    cheaper teacher pays off, since the paper finds teachers need no precision.
+    bfloat16 and int8 copies hold bfloat16 variables and compute in bfloat16; the
+    published weights are assigned converted. Outputs are cast to float32 by the
+    train step before the distillation loss.
     """
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(TEACHER_COMPUTE_POLICY[precision])
@@ -119,6 +126,12 @@ class CheckpointPeers(TeacherSource):
     def frozen_predictions(self, x):
         return [(tf.stop_gradient(copy(x, training=False)), available)
                 for copy, available in zip(self._copies, self._available)]
+
+    def ready(self):
+        """True once any peer's weights are in its copy: before, no teacher forward runs."""
+        if not self._available:
+            return False
+        return tf.reduce_max(tf.stack([tf.convert_to_tensor(a) for a in self._available])) > 0
 
     def callbacks(self):
         return [_ReloadCallback(self)]

@@ -29,6 +29,20 @@ class LanguageModelConfig:
     layer_norm: bool = True
 
 
+@keras.utils.register_keras_serializable(package="tf_codistill")
+class Orthogonal16(keras.initializers.Orthogonal):
+    """Orthogonal initialization for any float dtype: drawn in float32, then cast.
+
+    tf's QR decomposition has no bfloat16 kernel, so a copy built under a pure
+    bfloat16 policy (a frozen bf16 teacher) could not initialize its recurrent
+    kernels; float32 models get exactly the values of ``Orthogonal``.
+    """
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        dtype = tf.as_dtype(dtype or keras.backend.floatx())
+        return tf.cast(super().__call__(shape, dtype=tf.float32, **kwargs), dtype)
+
+
 class LayerNormLSTMCell(keras.layers.LSTMCell):
     """LSTM cell with layer normalization (Ba et al. 2016).
 
@@ -81,10 +95,11 @@ class StatefulLanguageModel(keras.Model, CarriesState):
     def _recurrent_layer(self, index):
         units = self.config.units
         if self.config.layer_norm:
-            return keras.layers.RNN(LayerNormLSTMCell(units), return_sequences=True,
-                                    return_state=True, name=f"lstm{index}")
+            cell = LayerNormLSTMCell(units, recurrent_initializer=Orthogonal16())
+            return keras.layers.RNN(cell, return_sequences=True, return_state=True,
+                                    name=f"lstm{index}")
         return keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                                 name=f"lstm{index}")
+                                 recurrent_initializer=Orthogonal16(), name=f"lstm{index}")
 
     def _state_variable(self, name):
         return tf.Variable(tf.zeros((self.batch_size, self.config.units)), trainable=False,

@@ -33,6 +33,7 @@ from tf_codistill.runner.optimizers import OPTIMIZERS
 from tf_codistill.runner.strategies import STRATEGIES
 
 PARTITIONS = ("disjoint", "same")
+MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 TEACHERS = ("peers", "uniform", "unigram", "ensemble")
 
 
@@ -89,6 +90,13 @@ class TrainerConfig:
         1, "Train steps per call into the device (TPUs and large GPUs want tens to hundreds); "
         "checkpoints, publishes and peer reloads happen between calls, so --steps_per_loop "
         "and --reload_interval are rounded up to multiples of it.", valid=AT_LEAST_1)
+    jit_compile: bool = knob(
+        False, "Compile the train and eval steps with XLA (model.compile(jit_compile=True)). "
+        "Measure before turning it on: it pays for some models and not others.")
+    mixed_precision: str = knob(
+        "float32", "Keras precision policy of the group's models: variables stay float32, "
+        "mixed_* compute in 16 bits (mixed_float16 adds dynamic loss scaling). Teacher copies "
+        "of peers compute at --teacher_precision.", choices=MIXED_PRECISION_POLICIES)
 
 
 @dataclasses.dataclass(frozen=True)

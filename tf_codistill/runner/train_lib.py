@@ -167,7 +167,7 @@ def _build(config, task, strategy):
     without peer groups.
     """
     per_replica_batch = _per_replica_batch(config, strategy)
-    with strategy.scope():
+    with strategy.scope(), _global_policy(config.trainer.mixed_precision):
         student = task.build_model(per_replica_batch)
         if config.codistill.teacher == "peers":
             teacher = peers = _checkpoint_peers(config, task, per_replica_batch)
@@ -183,8 +183,10 @@ def _build(config, task, strategy):
             burn_in_steps=config.codistill.burn_in_steps,
             regularization_schedule=weight_decay_schedule(
                 config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
-        model.compile(make_optimizer(config.trainer, task.learning_rate()),
-                      metrics=task.metrics(),
+        optimizer = make_optimizer(config.trainer, task.learning_rate())
+        if config.trainer.mixed_precision == "mixed_float16":
+            optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+        model.compile(optimizer, metrics=task.metrics(), jit_compile=config.trainer.jit_compile,
                       steps_per_execution=config.trainer.steps_per_execution)
     return model, peers
 
@@ -228,6 +230,17 @@ def _not_writable(config, error) -> config_lib.ConfigError:
         f"({type(error).__name__}: {detail}); every group's chief writes there, so "
         "pass a directory every process can write: a shared file system or a bucket "
         "(gs://...).")
+
+
+@contextlib.contextmanager
+def _global_policy(name):
+    """Keras' global precision policy while the group's models are built, then the old one."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _finished_metrics(config, start_step):

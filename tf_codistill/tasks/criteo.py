@@ -34,6 +34,10 @@ class CriteoTask(Task):
         self.stats = CriteoStats()
 
     def check_inputs(self):
+        if self.config.trainer.jit_compile:
+            raise ConfigError("--jit_compile is not available for --task=criteo: the model "
+                              "hashes its raw categorical strings (keras Hashing), and XLA "
+                              "compiles no string ops. Drop --jit_compile.")
         data = self.config.data
         if not data.train_files or not data.eval_files:
             raise ConfigError("--task=criteo needs --train_files and --eval_files: tab-separated "

@@ -1,0 +1,182 @@
+"""What a codistillation step costs against a plain step, graph mode and XLA, in one run.
+
+    python benchmarks/step_cost.py                      # CPU LM: 2 x LSTM 256, batch 32 x 32
+    python benchmarks/step_cost.py --units=1024 --embedding_dim=256 --vocab_size=24006 \\
+        --batch_size=4 --steps=3 --repeats=5             # the paper's LM size, a small batch
+
+Variants (same model sizes and batch; every model built once, traced outside the timing):
+  plain               a tf_keras LM compiled with its loss (no wrapper)
+  codistilled <p>     CodistillModel with a checkpoint peer loaded from a real published
+                      snapshot at teacher precision p (int8: int8 storage and transfer,
+                      bfloat16 compute)
+  burn-in             the same with a float32 peer loaded, during burn_in_steps
+  no peer yet         a checkpoint peer that has published nothing
+  student <policy>    plain LM under a Keras mixed-precision policy (--mixed_policies)
+  x k peers           --num_peers=1,2,3: k checkpoint peers (N = k + 1 groups), k forwards
+each in graph mode and with jit_compile=True (--modes). Timed blocks of --steps steps cycle
+through all variants --repeats times, so machine noise hits all alike. Every figure is a
+ratio to the fastest plain step (the lower median of plain graph / plain XLA); min and
+median are over blocks, spread is (max - min) / median of the blocks.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from tf_codistill.core.model import CodistillModel  # noqa: E402
+from tf_codistill.exchange import snapshots  # noqa: E402
+from tf_codistill.exchange.peers import (CheckpointPeers, build_teacher_copy,  # noqa: E402
+                                         named_weights)
+from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 32, "Streams per batch.")
+flags.DEFINE_integer("seq_len", 32, "Tokens per row.")
+flags.DEFINE_integer("units", 256, "LSTM units.")
+flags.DEFINE_integer("embedding_dim", 128, "Embedding size.")
+flags.DEFINE_integer("vocab_size", 4000, "Vocabulary size.")
+flags.DEFINE_bool("layer_norm", True, "Layer-normalized cells (stock keras LSTM if False).")
+flags.DEFINE_integer("steps", 10, "Steps per timed block.")
+flags.DEFINE_integer("repeats", 7, "Timed blocks per variant.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16", "int8"], "Teacher precisions.")
+flags.DEFINE_list("modes", ["graph", "xla"], "graph and/or xla.")
+flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
+                  "Keras policies of extra plain-student variants (empty: none).")
+flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
+                  "groups); above 1 only the first of --precisions.")
+flags.DEFINE_bool("idle_teacher_variants", True, "Add the burn-in and no-peer-yet variants.")
+
+
+def build_lm():
+    config = LanguageModelConfig(vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim,
+                                 units=FLAGS.units, layer_norm=FLAGS.layer_norm)
+    return StatefulLanguageModel(config, FLAGS.batch_size)
+
+
+def _zeros():
+    return tf.zeros((FLAGS.batch_size, FLAGS.seq_len), tf.int32)
+
+
+def plain(jit, policy=None):
+    previous = keras.mixed_precision.global_policy()
+    if policy:
+        keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_lm()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    optimizer = keras.optimizers.Adam()
+    if policy == "mixed_float16":
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    return model
+
+
+def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_peers=1):
+    peers = CheckpointPeers([peer_dir] * num_peers,
+                            lambda: build_teacher_copy(build_lm, precision),
+                            poll_interval_s=3600)
+    for copy in peers.frozen_models:
+        copy(_zeros())
+    peers._poller.poll_once()
+    assert peers.swap_in_new_weights(0) == int(published) * num_peers
+    model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps)
+    model.compile(keras.optimizers.Adam(), jit_compile=jit)
+    return model, peers
+
+
+def block_time(model, x, y):
+    """(wall-clock, process CPU) seconds per step over one block."""
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(FLAGS.steps):
+        model.train_on_batch(x, y)
+    return ((time.perf_counter() - start) / FLAGS.steps,
+            (time.process_time() - cpu) / FLAGS.steps)
+
+
+def main(argv):
+    del argv
+    rng = np.random.RandomState(0)
+    shape = (FLAGS.batch_size, FLAGS.seq_len)
+    x = tf.constant(rng.randint(0, FLAGS.vocab_size, shape), tf.int32)
+    y = tf.constant(rng.randint(0, FLAGS.vocab_size, shape), tf.int32)
+    peer = build_lm()
+    peer(x)
+    models, sources = {}, []
+    with tempfile.TemporaryDirectory() as root:
+        directories = {}
+        for precision in dict.fromkeys(FLAGS.precisions + ["float32"]):
+            directories[precision] = os.path.join(root, precision)
+            snapshots.PeerPublisher(directories[precision], precision=precision).publish(
+                1, named_weights(peer))
+        empty = os.path.join(root, "nobody")
+        for mode in FLAGS.modes:
+            jit = mode == "xla"
+            models[f"plain, {mode}"] = plain(jit)
+            for policy in FLAGS.mixed_policies:
+                models[f"plain student {policy}, {mode}"] = plain(jit, policy)
+            for precision in FLAGS.precisions:
+                for count in map(int, FLAGS.num_peers):
+                    if count > 1 and precision != FLAGS.precisions[0]:
+                        continue
+                    label = "" if count == 1 else f" x {count} peers"
+                    models[f"codistilled {precision} teacher{label}, {mode}"], source = \
+                        codistilled(directories[precision], precision, jit, num_peers=count)
+                    sources.append(source)
+            if not FLAGS.idle_teacher_variants:
+                continue
+            models[f"burn-in (fp32 peer loaded), {mode}"], source = codistilled(
+                directories["float32"], "float32", jit, burn_in_steps=10 ** 9)
+            sources.append(source)
+            models[f"no peer published yet, {mode}"], source = codistilled(
+                empty, "float32", jit, published=False)
+            sources.append(source)
+        compile_s = {}
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.train_on_batch(x, y)  # trace and compile outside the timing
+            model.train_on_batch(x, y)
+            compile_s[name] = time.perf_counter() - start
+        times = {name: [] for name in models}
+        cpu_times = {name: [] for name in models}
+        for _ in range(FLAGS.repeats):
+            for name, model in models.items():
+                wall, cpu = block_time(model, x, y)
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
+        for source in sources:
+            source.close()
+    print(f"LM 2 x LSTM {FLAGS.units} (layer_norm={FLAGS.layer_norm}), embedding "
+          f"{FLAGS.embedding_dim}, vocab {FLAGS.vocab_size}, batch {FLAGS.batch_size} x "
+          f"{FLAGS.seq_len}; {FLAGS.repeats} alternating blocks of {FLAGS.steps} steps; "
+          f"TF {tf.__version__}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs at the end")
+    _table("wall-clock", times, compile_s)
+    _table("process CPU time (all threads; less sensitive to other jobs on a shared machine)",
+           cpu_times, compile_s)
+
+
+def _table(title, times, compile_s):
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
+    base = medians[base_name]
+    print(f"\n{title}: ratios to the fastest plain step ({base_name}, median "
+          f"{base * 1e3:.1f} ms, {FLAGS.batch_size * FLAGS.seq_len / base:,.0f} tokens/s)")
+    print(f"{'variant':<44} {'median':>7} {'min':>6} {'spread':>7} {'ms':>8} {'first 2 s':>9}")
+    for name, samples in times.items():
+        median = medians[name]
+        spread = (max(samples) - min(samples)) / median
+        print(f"{name:<44} {median / base:7.3f} {min(samples) / base:6.3f} {spread:7.1%} "
+              f"{median * 1e3:8.1f} {compile_s[name]:9.1f}")
+
+if __name__ == "__main__":
+    app.run(main)
