@@ -124,6 +124,10 @@ class DataConfig:
     min_paragraph_words: int = knob(
         0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
         "pipeline's default (30).", valid=AT_LEAST_0)
+    shuffle_documents: int = knob(
+        1000, "Documents in the LM's shuffle buffer: each epoch reads the training documents "
+        "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
+        "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
     validation_fraction: float = knob(
         0.01, "Share of --train_files documents held out for evaluation (by hash of the "
         "record id) when --eval_files is empty.",

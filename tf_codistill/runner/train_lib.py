@@ -48,6 +48,9 @@ def run(config: config_lib.RunConfig) -> dict:
     chief = is_chief(strategy)
     if chief:
         config_lib.write_or_check(config)
+    # Global seeds for whatever a model draws without its own seed (dropout, unseeded
+    # initializers); the tasks seed their initializers and data order themselves.
+    keras.utils.set_random_seed(config.init_seed)
     model, peers = _build(config, task, strategy)
     try:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)

@@ -88,15 +88,18 @@ class LanguageModelTask(Task):
             num_layers=model.num_layers, layer_norm=model.layer_norm)
 
     def build_model(self, per_replica_batch):
-        return StatefulLanguageModel(self.model_config(), per_replica_batch)
+        return StatefulLanguageModel(self.model_config(), per_replica_batch,
+                                     seed=self.config.init_seed)
 
     def train_dataset(self, context):
         return self._dataset(self._train_files, context, self.config.codistill.partition,
-                             self.config.group, self.config.num_groups)
+                             self.config.group, self.config.num_groups,
+                             seed=self.config.data_seed)
 
     def eval_dataset(self, context):
         # eval_steps=0 means one pass over the held-out documents; otherwise they repeat
-        # until eval_steps batches are drawn.
+        # until eval_steps batches are drawn. Unshuffled: every seed and group is scored on
+        # the same held-out stream.
         epochs = None if self.config.trainer.eval_steps else 1
         if self._eval_files:
             return self._dataset(self._eval_files, context, "same", 0, 1, epochs)
@@ -123,7 +126,8 @@ class LanguageModelTask(Task):
         summary["perplexity"] = math.exp(min(logs["loss"], 50.0))
         return summary
 
-    def _dataset(self, files, context, partition_mode, group, num_groups, num_epochs=None):
+    def _dataset(self, files, context, partition_mode, group, num_groups, num_epochs=None,
+                 seed=None):
         filters = FilterConfig()
         if self.config.data.min_paragraph_words:
             filters = dataclasses.replace(
@@ -135,4 +139,5 @@ class LanguageModelTask(Task):
             sequence_length=self.config.data.seq_len, group=group, num_groups=num_groups,
             partition_mode=partition_mode, input_context=context, filter_config=filters,
             validation_fraction=self.config.data.validation_fraction,
-            num_epochs=num_epochs, seed=self.config.trainer.seed)
+            num_epochs=num_epochs, seed=seed,
+            shuffle_buffer=self.config.data.shuffle_documents)
