@@ -99,3 +99,52 @@ def test_background_publisher_publishes_the_newest_pending_copy(tmp_path):
     assert snapshot.step == 30
     for mine, theirs in zip(snapshot.weights, model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+class _LockstepPeer(keras.callbacks.Callback):
+    """A peer that publishes at every multiple of ``interval``, on disk before the next step."""
+
+    def __init__(self, directory, peers, interval):
+        super().__init__()
+        self._publisher = snapshots.PeerPublisher(directory)
+        self._peers, self._interval, self._step = peers, interval, 0
+        self._source = tiny.classifier(7)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step % self._interval == 0:
+            self._publisher.publish(self._step, named_weights(self._source))
+            self._peers._poller.poll_once()  # what the background thread does
+
+
+@pytest.mark.parametrize("offset", [0, 2])
+def test_reloads_fall_offset_after_the_publishes_and_the_teacher_age_is_counted(
+        tmp_path, offset):
+    interval, steps, burn_in = 5, 20, 3
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            reload_interval=interval, reload_offset=offset, poll_interval_s=60)
+    try:
+        x, y = tiny.classification_data(16)
+        model = tc.CodistillModel(tiny.classifier(1), peers, burn_in_steps=burn_in)
+        model.compile(keras.optimizers.SGD(0.1))
+        model(x)  # builds the student; the teacher copy is built by the first train step
+        model.fit(x, y, batch_size=16, epochs=steps, verbose=0,
+                  callbacks=[_LockstepPeer(str(tmp_path / "peer"), peers, interval)])
+        stats = peers.stats()
+    finally:
+        peers.close()
+    # Step s (1-based) starts from s - 1 updates; the teacher holds the peer step p loaded at
+    # the last reload step r < s with r = offset (mod interval): p = r - offset.
+    # Reload steps at which the peer had published something (the first publish: step 5).
+    reloads = [r for r in range(1, steps + 1)
+               if (r - offset) % interval == 0 and r - offset >= interval]
+    ages = []
+    for s in range(burn_in + 1, steps + 1):
+        loaded = [r - offset for r in reloads if r < s]
+        if loaded:
+            ages.append(s - 1 - loaded[-1])
+    assert stats["teacher_reloads"] == len(reloads)
+    assert stats["teacher_age_counted_steps"] == len(ages)
+    assert stats["teacher_age_mean_steps"] == pytest.approx(np.mean(ages))
+    assert stats["teacher_age_max_steps"] == max(ages) == offset + interval - 1
+    assert stats["reload_offset"] == offset

@@ -5,6 +5,13 @@ group polls them in a background thread (``snapshots.PeerPoller``) and, every
 ``reload_interval`` steps, swaps the freshest verified snapshot into a frozen
 teacher copy between two steps (``CheckpointPeers``). A peer that has published
 nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0.
+
+Peers publish at multiples of ``reload_interval`` and reload ``reload_offset``
+steps later, so the snapshot of the multiple has had time to arrive: a teacher
+is then ``reload_offset`` to ``reload_offset + reload_interval - 1`` steps old
+(publishing and reloading at the same multiples made it one interval older,
+since a peer's newest copy was rarely on disk yet). The age every trained step
+really saw is counted (``stats``), not assumed.
 """
 
 from __future__ import annotations
@@ -79,15 +86,20 @@ class CheckpointPeers(TeacherSource):
       reload_interval: steps between swaps of fresh weights into the copies.
       poll_interval_s: how often the background thread looks for new weights.
       staleness_warning_s: warn when a peer published nothing new for this long.
+      reload_offset: reload at steps ``reload_offset`` past each multiple of
+        ``reload_interval`` (taken modulo the interval).
     """
 
     def __init__(self, peer_directories: Sequence[str], build_model: Callable[[], keras.Model],
                  reload_interval: int = 50, poll_interval_s: float = 5.0,
-                 staleness_warning_s: float = 600.0):
+                 staleness_warning_s: float = 600.0, reload_offset: int = 0):
         if reload_interval < 1:
             raise ValueError(f"reload_interval must be >= 1, got {reload_interval}.")
+        if reload_offset < 0:
+            raise ValueError(f"reload_offset must be >= 0, got {reload_offset}.")
         self.peer_directories = list(peer_directories)
         self.reload_interval = reload_interval
+        self.reload_offset = reload_offset % reload_interval
         self._copies = [build_model() for _ in self.peer_directories]
         for copy in self._copies:
             copy.trainable = False
@@ -99,6 +111,9 @@ class CheckpointPeers(TeacherSource):
         self.peer_steps: dict[int, int] = {}
         self.max_staleness_steps = 0
         self.swaps = 0
+        self._age_sum = 0
+        self._age_count = 0
+        self._age_max = None
 
     @property
     def frozen_models(self):
@@ -110,6 +125,21 @@ class CheckpointPeers(TeacherSource):
 
     def callbacks(self):
         return [_ReloadCallback(self)]
+
+    def is_reload_step(self, step: int) -> bool:
+        return (step - self.reload_offset) % self.reload_interval == 0
+
+    def count_teacher_age(self, trained_step: int) -> None:
+        """Counts the age of each loaded peer in the step that just made ``trained_step``.
+
+        That step started from the student after ``trained_step - 1`` updates, so a
+        teacher holding the peer's step p was ``trained_step - 1 - p`` steps old.
+        """
+        for peer_step in self.peer_steps.values():
+            age = trained_step - 1 - peer_step
+            self._age_sum += age
+            self._age_count += 1
+            self._age_max = age if self._age_max is None else max(self._age_max, age)
 
     def swap_in_new_weights(self, own_step: int, agree=None) -> int:
         """Assigns every newer peer snapshot to its copy; returns how many.
@@ -136,6 +166,12 @@ class CheckpointPeers(TeacherSource):
         poller = self._poller.stats()
         return {"teacher_reloads": self.swaps,
                 "teacher_staleness_steps": self.max_staleness_steps,
+                "teacher_age_mean_steps": (self._age_sum / self._age_count
+                                           if self._age_count else None),
+                "teacher_age_max_steps": self._age_max,
+                "teacher_age_counted_steps": self._age_count,
+                "reload_interval": self.reload_interval,
+                "reload_offset": self.reload_offset,
                 "peer_bytes_read": poller["peer_bytes_read"],
                 "reload_latency_s": poller["median_reload_latency_s"],
                 "peer_steps": dict(self.peer_steps)}
@@ -174,7 +210,9 @@ def agreed_on_all_workers(strategy: tf.distribute.Strategy, ready: dict[int, int
 
 
 class _ReloadCallback(StepCountingCallback):
-    """Swaps fresh peer weights in between steps, every ``reload_interval`` steps."""
+    """Swaps fresh peer weights in between steps, ``reload_offset`` steps after every
+    multiple of ``reload_interval``; counts the teacher's age in the steps where the
+    distillation term is on (after burn-in)."""
 
     def __init__(self, peers: CheckpointPeers):
         super().__init__()
@@ -185,7 +223,9 @@ class _ReloadCallback(StepCountingCallback):
         self._swap(self.step)
 
     def on_step_end(self, step):
-        if step % self._peers.reload_interval == 0:
+        if step - 1 >= getattr(self.model, "burn_in_steps", 0):
+            self._peers.count_teacher_age(step)
+        if self._peers.is_reload_step(step):
             self._swap(step)
 
     def _swap(self, step):

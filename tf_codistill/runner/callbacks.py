@@ -114,6 +114,7 @@ class ProgressLogger(keras.callbacks.Callback):
             stats = self._teacher.stats()
             scalars.update(teacher_reloads=stats["teacher_reloads"],
                            teacher_staleness_steps=stats["teacher_staleness_steps"],
+                           teacher_age_mean_steps=stats["teacher_age_mean_steps"] or 0.0,
                            peer_bytes_read=stats["peer_bytes_read"])
         with self._writer.as_default(step=step):
             for name, value in scalars.items():

@@ -95,6 +95,12 @@ class CodistillConfig:
     burn_in_steps: int = knob(0, "Steps trained on the task loss alone.", valid=AT_LEAST_0)
     reload_interval: int = knob(50, "Steps between reloads of peer checkpoints (and between "
                                 "publishes of this group's weights).", valid=AT_LEAST_1)
+    reload_offset: int = knob(
+        5, "Groups publish at multiples of --reload_interval and reload this many steps "
+        "later (modulo the interval), once the peers' copies of that multiple have arrived: "
+        "the teacher is then reload_offset to reload_offset + reload_interval - 1 steps old; "
+        "metrics.json records the age measured (teacher_age_mean_steps, _max_steps).",
+        valid=AT_LEAST_0)
     topology: str = knob("all_to_all", "Which peers each group reads.", choices=TOPOLOGIES)
     teacher_precision: str = knob(
         "float32", "Precision of the published teacher weights and of the teacher copies' "

@@ -156,6 +156,7 @@ def _checkpoint_peers(config, task, per_replica_batch):
                            lambda: build_teacher_copy(lambda: task.build_model(per_replica_batch),
                                                       precision),
                            reload_interval=config.codistill.reload_interval,
+                           reload_offset=config.codistill.reload_offset,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
                            staleness_warning_s=config.codistill.staleness_warning_s)
 
@@ -257,6 +258,8 @@ def _metrics(config, model, peers, train_logs, eval_logs, seconds):
         "step_time_p95_s": train_logs.get("step_time_p95_s"),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
+        "teacher_age_mean_steps": None,
+        "teacher_age_max_steps": None,
         "peer_bytes_read": 0,
         "reload_latency_s": None,
     }
