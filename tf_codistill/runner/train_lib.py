@@ -64,10 +64,13 @@ def run(config: config_lib.RunConfig) -> dict:
         train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
         _export(config, model, chief)
         eval_logs = _evaluate(config, task, strategy, model)
+        agreement = evaluation.teacher_agreement(task, strategy, model.student, model.teacher,
+                                                 config.trainer.eval_steps or None)
     finally:
         if peers is not None:
             peers.close()
     metrics = _metrics(config, model, peers, train_logs, eval_logs, seconds)
+    metrics.update(agreement)
     if chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
