@@ -75,11 +75,31 @@ def latest_checkpoint(group_dir: str) -> str:
 
 
 def restore_student(student: keras.Model, checkpoint_path: str) -> None:
-    """Loads the student's weights from a train checkpoint (optimizer and peers ignored)."""
-    restore_checkpoint(tf.train.Checkpoint(model=tf.train.Checkpoint(student=student)),
+    """Loads the student's weights from a train checkpoint (optimizer and peers ignored).
+
+    A stateful LM's carried state is left out (it starts from zero anyway), so a run
+    trained at one batch size can be scored at another.
+    """
+    restore_checkpoint(tf.train.Checkpoint(model=tf.train.Checkpoint(
+        student=_without_carried_state(student))),
                        checkpoint_path, student,
-                       "Its run used another architecture, batch size or strategy; rebuild "
-                       "the model the way that run did.")
+                       "Its run used another architecture or strategy; rebuild the model "
+                       "the way that run did.")
+
+
+def _without_carried_state(model: keras.Model):
+    """The model, or a stand-in tracking all its children but the carried state's."""
+    carried = {id(v) for v in getattr(model, "carried_state_variables", [])}
+    if not carried:
+        return model
+    children = {name: child for name, child in model._trackable_children().items()  # pylint: disable=protected-access
+                if not _all_carried(child, carried)}
+    return tf.train.Checkpoint(**children)
+
+
+def _all_carried(child, carried: set[int]) -> bool:
+    variables = tf.nest.flatten(child) if isinstance(child, (list, tuple)) else [child]
+    return all(isinstance(v, tf.Variable) and id(v) in carried for v in variables)
 
 
 def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: keras.Model,
