@@ -132,6 +132,26 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
     assert max(m["distill_loss"] for m in metrics) > 0
 
 
+def test_the_closing_table_sets_each_group_and_their_mean_against_the_baseline():
+    groups = [{"group": g, "global_step": 400, "eval_loss": loss, "eval_perplexity":
+               float(np.exp(loss)), "train_seconds": 300.0} for g, loss in ((0, 4.2), (1, 4.4))]
+    baseline = {"group": "baseline", "global_step": 400, "eval_loss": 4.25,
+                "eval_perplexity": float(np.exp(4.25)), "train_seconds": 200.0}
+    table = train_lib.summary_table(groups, baseline).splitlines()
+    split = table.index("minus the baseline (negative: codistillation ahead):")
+    rows = {line.split()[0]: line.split() for line in table[:split]}
+    assert rows["mean"][1] == "4.3000" and rows["baseline"][:3] == ["baseline", "400", "4.2500"]
+    minus = table[split + 1:]
+    assert [line.split()[:2] for line in minus[:3]] == [["0", "-0.0500"], ["1", "+0.1500"],
+                                                         ["mean", "+0.0500"]]
+    assert minus[0].split()[2] == f"{np.exp(4.2) - np.exp(4.25):+.2f}"
+    assert "end behind the baseline" in table[-1] and "+0.0500" in table[-1]
+    ahead = train_lib.summary_table(groups[:1], baseline)
+    assert not any(line.split()[0] == "mean" for line in ahead.splitlines())
+    assert "end ahead of the baseline" in ahead
+    assert "baseline" not in train_lib.summary_table(groups)
+
+
 def tensorboard_scalars(directory):
     names = set()
     for path in directory.glob("events.out.tfevents.*"):
