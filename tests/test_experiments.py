@@ -147,19 +147,20 @@ def test_sync_arms_scale_the_batch_and_the_learning_rate():
     assert lm_experiments.flag_value(flags, "learning_rate") == "0.002"  # from the flagfile
 
 
-@pytest.mark.slow  # trains 3 arms and times 3 variants as processes: ~2-3 min on 2 cores
+@pytest.mark.slow  # 3 arms and 2 timing runs as processes: ~2 min on 2 idle cores, 8 busy
 def test_time_to_target_end_to_end_on_a_tiny_lm(tmp_path, corpus):
     root, results = str(tmp_path / "runs"), tmp_path / "results"
     result = lm_experiments.time_to_target(
         root, str(results), train_steps=6, burn_in_steps=3, seeds=(0,), batch_scan=(1, 2),
-        timing_steps=4, timing_repeats=1, extra_flags=TINY, corpus=corpus)
+        timing_steps=4, timing_repeats=1, time_whole_batches=False, extra_flags=TINY,
+        corpus=corpus)
     summary = result["summary"]
     assert set(summary["arms"]) == {"sync SGD, batch 1x (baseline)",
                                     "sync SGD, batch 2x (lr x sqrt 2)", "2-way codistillation"}
     assert summary["reference"] in ("sync SGD, batch 1x (baseline)",
                                     "sync SGD, batch 2x (lr x sqrt 2)")
     assert summary["arms"][summary["reference"]]["steps_ratio"] == 1.0
-    assert set(result["step_times"]) == {"source", "plain", "codistill", "plain_2x"}
+    assert set(result["step_times"]) == {"source", "plain", "codistill"}
     assert all(result["step_times"][v]["median_s"] > 0 for v in ("plain", "codistill"))
     configs = result["group_configs"]
     wide = configs[str(tmp_path / "runs" / "sync_batch2x_sqrt" / "group_0")]

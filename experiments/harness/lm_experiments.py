@@ -191,8 +191,8 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
                    num_groups=2, batch_scan=(1, 2, 4), lr_scaling="sqrt",
                    target_loss: float | None = None, step_times: dict | None = None,
                    timing_steps: int = 60, timing_repeats: int = 3,
-                   allreduce_gbps: float = 0.0, extra_flags=(), corpus=None,
-                   name: str = "time_to_target") -> dict:
+                   allreduce_gbps: float = 0.0, time_whole_batches: bool = True,
+                   extra_flags=(), corpus=None, name: str = "time_to_target") -> dict:
     """Steps and time to a target loss: 2-way codistillation against synchronous SGD.
 
     Arms, each trained for every seed: synchronous SGD at 1x, ``num_groups`` x and the
@@ -202,7 +202,9 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
     steps x the arm's step time on one machine: the plain step at 1x for every sync arm
     (plus, with ``allreduce_gbps``, a ring all-reduce of the gradients at that
     bandwidth), a codistilled group's step for codistillation, timed alone and
-    alternating (``benchmark_step_times``) unless ``step_times`` gives them.
+    alternating (``benchmark_step_times``) unless ``step_times`` gives them;
+    ``time_whole_batches`` also times each sync arm's whole batch on one machine (for
+    reference only).
     The target (``target_loss`` or, by default, the lowest loss that every seed of one
     synchronous arm on at most ``num_groups`` machines reaches) makes that arm the best
     synchronous baseline the ratios refer to; the scan's own target is the loss every seed
@@ -241,8 +243,8 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
     measured = {label: {s: [experiment_lib.group_measurements(d) for d in arm.group_dirs(root)]
                         for s, arm in info["seeds"].items()} for label, info in arms.items()}
     if step_times is None:
-        variants = timing_variants(flags, batch_size, learning_rate, lr_scaling, factors,
-                                   num_groups)
+        variants = timing_variants(flags, batch_size, learning_rate, lr_scaling,
+                                   factors if time_whole_batches else [1], num_groups)
         step_times = {"source": "benchmark: each variant trained alone, alternating",
                       **benchmark_step_times(variants, root, timing_steps, timing_repeats)}
     parameter_bytes = _parameter_bytes(reference_dir)
