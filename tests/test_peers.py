@@ -147,4 +147,5 @@ def test_reloads_fall_offset_after_the_publishes_and_the_teacher_age_is_counted(
     assert stats["teacher_age_counted_steps"] == len(ages)
     assert stats["teacher_age_mean_steps"] == pytest.approx(np.mean(ages))
     assert stats["teacher_age_max_steps"] == max(ages) == offset + interval - 1
+    assert stats["teacher_age_min_steps"] == min(ages) == offset
     assert stats["reload_offset"] == offset

@@ -114,6 +114,7 @@ class CheckpointPeers(TeacherSource):
         self._age_sum = 0
         self._age_count = 0
         self._age_max = None
+        self._age_min = None
 
     @property
     def frozen_models(self):
@@ -133,13 +134,15 @@ class CheckpointPeers(TeacherSource):
         """Counts the age of each loaded peer in the step that just made ``trained_step``.
 
         That step started from the student after ``trained_step - 1`` updates, so a
-        teacher holding the peer's step p was ``trained_step - 1 - p`` steps old.
+        teacher holding the peer's step p was ``trained_step - 1 - p`` steps old; negative
+        when the peer is ahead (a group that started late loads a copy from its future).
         """
         for peer_step in self.peer_steps.values():
             age = trained_step - 1 - peer_step
             self._age_sum += age
             self._age_count += 1
             self._age_max = age if self._age_max is None else max(self._age_max, age)
+            self._age_min = age if self._age_min is None else min(self._age_min, age)
 
     def swap_in_new_weights(self, own_step: int, agree=None) -> int:
         """Assigns every newer peer snapshot to its copy; returns how many.
@@ -169,6 +172,7 @@ class CheckpointPeers(TeacherSource):
                 "teacher_age_mean_steps": (self._age_sum / self._age_count
                                            if self._age_count else None),
                 "teacher_age_max_steps": self._age_max,
+                "teacher_age_min_steps": self._age_min,
                 "teacher_age_counted_steps": self._age_count,
                 "reload_interval": self.reload_interval,
                 "reload_offset": self.reload_offset,
