@@ -7,11 +7,12 @@ teacher copy between two steps (``CheckpointPeers``). A peer that has published
 nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0.
 
 Peers publish at multiples of ``reload_interval`` and reload ``reload_offset``
-steps later, so the snapshot of the multiple has had time to arrive: a teacher
-is then ``reload_offset`` to ``reload_offset + reload_interval - 1`` steps old
-(publishing and reloading at the same multiples made it one interval older,
-since a peer's newest copy was rarely on disk yet). The age every trained step
-really saw is counted (``stats``), not assumed.
+steps later, so the snapshot of the multiple has had time to arrive (one that
+has not is looked for after every step until it has): a teacher is then
+``reload_offset`` to ``reload_offset + reload_interval - 1`` steps old when the
+groups keep pace (publishing and reloading at the same multiples made it one
+interval older, since a peer's newest copy was rarely on disk yet). The age
+every trained step really saw is counted (``stats``), not assumed.
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ class CheckpointPeers(TeacherSource):
     def is_reload_step(self, step: int) -> bool:
         return (step - self.reload_offset) % self.reload_interval == 0
 
+    def behind(self, step: int) -> bool:
+        """Whether some peer's copy is older than the multiple of ``reload_interval`` that
+        the reload window of ``step`` is for (not arrived yet, or the peer is behind)."""
+        expected = (step - self.reload_offset) // self.reload_interval * self.reload_interval
+        return any(self.peer_steps.get(i, -1) < expected for i in range(len(self._copies)))
+
     def count_teacher_age(self, trained_step: int) -> None:
         """Counts the age of each loaded peer in the step that just made ``trained_step``.
 
@@ -215,12 +222,14 @@ def agreed_on_all_workers(strategy: tf.distribute.Strategy, ready: dict[int, int
 
 class _ReloadCallback(StepCountingCallback):
     """Swaps fresh peer weights in between steps, ``reload_offset`` steps after every
-    multiple of ``reload_interval``; counts the teacher's age in the steps where the
-    distillation term is on (after burn-in)."""
+    multiple of ``reload_interval``; a peer whose copy of that multiple has not arrived yet
+    is looked for again after every step until it has (or the next reload). Counts the
+    teacher's age in the steps where the distillation term is on (after burn-in)."""
 
     def __init__(self, peers: CheckpointPeers):
         super().__init__()
         self._peers = peers
+        self._waiting = False
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -229,8 +238,10 @@ class _ReloadCallback(StepCountingCallback):
     def on_step_end(self, step):
         if step - 1 >= getattr(self.model, "burn_in_steps", 0):
             self._peers.count_teacher_age(step)
-        if self._peers.is_reload_step(step):
+        if self._peers.is_reload_step(step) or self._waiting:
             self._swap(step)
+            # The same on every worker of a group: the swap agreed on what each holds.
+            self._waiting = step >= self._peers.reload_interval and self._peers.behind(step)
 
     def _swap(self, step):
         strategy = self.model.distribute_strategy
