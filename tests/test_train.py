@@ -124,8 +124,10 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
         scalars = tensorboard_scalars(tmp_path / f"group_{group}" / "logs" / "codistill")
         assert {"teacher_reloads", "teacher_staleness_steps", "teacher_age_mean_steps",
                 "examples_per_second"} <= scalars
-        if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on
-            assert m["teacher_age_max_steps"] >= m["teacher_age_mean_steps"] >= 0
+        if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on; a
+            # group that starts late loads copies from ahead of it (negative ages)
+            assert (m["teacher_age_max_steps"] >= m["teacher_age_mean_steps"]
+                    >= m["teacher_age_min_steps"])
     # Groups never wait for each other: a group that starts late may finish before
     # its peer has published, but the late one always finds the early one's weights.
     assert max(m["teacher_reloads"] for m in metrics) >= 1

@@ -196,8 +196,15 @@ def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
 def environment() -> dict:
     """What the numbers were measured on."""
     import tensorflow as tf
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)),
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+            "machine": platform.machine(), "cpus": os.cpu_count(), "git_commit": commit,
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def format_table(summary: dict) -> str:
