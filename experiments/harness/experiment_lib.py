@@ -170,7 +170,8 @@ def steps_to_target(curves: dict[str, list[dict]], reference: str) -> dict:
 
 def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
                 target: float | None = None,
-                ylabel: str = "validation cross entropy (nats per token)") -> None:
+                ylabel: str = "validation cross entropy (nats per token)",
+                target_label: str = "target (baseline best)") -> None:
     """One figure: loss vs step for every curve, with the target as a dashed line."""
     import matplotlib
     matplotlib.use("Agg")
@@ -182,7 +183,7 @@ def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
                   label=label)
     if target is not None:
         axes.axhline(target, color="gray", linestyle="--", linewidth=1,
-                     label=f"target (baseline best) {target:.3f}")
+                     label=f"{target_label} {target:.3f}")
     axes.set_xlabel("optimizer step (per group)")
     axes.set_ylabel(ylabel)
     axes.set_title(title)

@@ -278,13 +278,18 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
     os.makedirs(output_dir, exist_ok=True)
     config_lib.write_json(os.path.join(output_dir, f"{name}.json"), result)
     experiment_lib.plot_curves(
-        {f"{label} ({arms[label]['machines']} machines)":
+        {f"{label} ({_machines(arms[label]['machines'])})":
          experiment_lib.mean_curve(list(curves.values()))
          for label, curves in arm_curves.items()},
         os.path.join(output_dir, f"{name}.png"),
         f"Time to target: sync SGD vs {num_groups}-way codistillation "
-        f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", summary["target_loss"])
+        f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}, mean)", summary["target_loss"],
+        target_label="target (best sync baseline)")
     return result
+
+
+def _machines(count: int) -> str:
+    return f"{count} machine{'s' if count > 1 else ''}"
 
 
 def _sync_label(factor: int, lr_scaling: str) -> str:
