@@ -92,7 +92,8 @@ def _without_carried_state(model: keras.Model):
     carried = {id(v) for v in getattr(model, "carried_state_variables", [])}
     if not carried:
         return model
-    children = {name: child for name, child in model._trackable_children().items()  # pylint: disable=protected-access
+    tracked = model._trackable_children()  # pylint: disable=protected-access
+    children = {name: child for name, child in tracked.items()
                 if not _all_carried(child, carried)}
     return tf.train.Checkpoint(**children)
 
