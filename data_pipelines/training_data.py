@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -41,22 +41,51 @@ def _sharding(files: Sequence[str], input_context: tf.distribute.InputContext | 
                      input_context.num_replicas_in_sync // pipelines)
 
 
-def _epochs(one_pass, files: list[str], num_epochs: int | None, seed: int | None, what: str):
-    """Chains passes over `files` (reshuffled per epoch when `seed` is set); stops with a
-    clear error instead of spinning forever when a pass yields nothing."""
+DEFAULT_SHUFFLE_BUFFER = 1000
+
+
+def _epochs(one_pass, files: list[str], num_epochs: int | None, seed: int | None, what: str,
+            shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER):
+    """Chains passes over `files`; stops with a clear error instead of spinning forever when a
+    pass yields nothing.
+
+    With `seed` set, each epoch reads the files in a shuffled order and passes the documents
+    through a shuffle buffer of `shuffle_buffer` documents (0: none), both seeded with
+    (seed, epoch): the order differs per seed and per epoch, also when the corpus is one file.
+    """
     epoch = 0
     while num_epochs is None or epoch < num_epochs:
         order = list(files)
         if seed is not None:
-            random.Random(seed + epoch).shuffle(order)
+            rng = random.Random(f"documents/{seed}/{epoch}")
+            rng.shuffle(order)
         produced = 0
-        for doc in one_pass(order):
+        documents = one_pass(order)
+        if seed is not None and shuffle_buffer > 1:
+            documents = shuffle_documents(documents, shuffle_buffer, rng)
+        for doc in documents:
             produced += 1
             yield doc
         if produced == 0:
             raise ValueError(f"no documents left in {what} ({len(files)} files) after "
                              "partitioning and filtering; check paths, partition and filters")
         epoch += 1
+
+
+def shuffle_documents(documents: Iterable, buffer_size: int, rng: random.Random) -> Iterator:
+    """The documents in a random order drawn through a buffer of `buffer_size`, as tf.data's
+    shuffle: no document comes out more than `buffer_size` places early, and memory stays
+    at `buffer_size` documents."""
+    buffer = []
+    for doc in documents:
+        if len(buffer) < buffer_size:
+            buffer.append(doc)
+            continue
+        index = rng.randrange(buffer_size)
+        yield buffer[index]
+        buffer[index] = doc
+    rng.shuffle(buffer)
+    yield from buffer
 
 
 def build_training_dataset(files: Sequence[str], encoder: DocumentEncoder, *,
@@ -68,6 +97,7 @@ def build_training_dataset(files: Sequence[str], encoder: DocumentEncoder, *,
                            input_context: tf.distribute.InputContext | None = None,
                            filter_config: FilterConfig | None = None,
                            num_epochs: int | None = None, seed: int | None = None,
+                           shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                            cycle_length: int = 8,
                            max_record_bytes: int = wet.DEFAULT_MAX_RECORD_BYTES,
                            stats: wet.ReadStats | None = None) -> tf.data.Dataset:
@@ -75,8 +105,9 @@ def build_training_dataset(files: Sequence[str], encoder: DocumentEncoder, *,
 
     partition_mode "disjoint" (group k of N reads its own share), "same" (all groups read all
     training documents) or "validation" (the held-out share no group trains on).
-    num_epochs=None repeats forever. `stats` (optional) accumulates the counts as batches are
-    drawn.
+    num_epochs=None repeats forever. `seed` (None: file order) shuffles the files and, through
+    a buffer of `shuffle_buffer` documents, the documents of every epoch, differently per
+    epoch. `stats` (optional) accumulates the counts as batches are drawn.
     """
     split = partition.Partition(group, num_groups, partition_mode, validation_fraction)
     config = filter_config or FilterConfig()
@@ -90,7 +121,8 @@ def build_training_dataset(files: Sequence[str], encoder: DocumentEncoder, *,
                                    cycle_length, max_record_bytes)
 
     return lm_batching.stateful_lm_dataset(
-        lambda: _epochs(one_pass, sharding.files, num_epochs, seed, f"partition {split.name}"),
+        lambda: _epochs(one_pass, sharding.files, num_epochs, seed, f"partition {split.name}",
+                        shuffle_buffer),
         encoder.eod_id, per_replica_batch_size, sequence_length, sharding.local_replicas)
 
 
@@ -98,6 +130,7 @@ def build_dataset_from_shards(files: Sequence[str], eod_id: int, *, per_replica_
                               sequence_length: int = lm_batching.DEFAULT_SEQUENCE_LENGTH,
                               input_context: tf.distribute.InputContext | None = None,
                               num_epochs: int | None = None, seed: int | None = None,
+                              shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                               ) -> tf.data.Dataset:
     """Stateful LM batches from Beam-written TFRecord shards of one partition (see
     `shards.shard_files`); partitioning and filtering already happened in Beam."""
@@ -110,5 +143,6 @@ def build_dataset_from_shards(files: Sequence[str], eod_id: int, *, per_replica_
                 yield tokens
 
     return lm_batching.stateful_lm_dataset(
-        lambda: _epochs(one_pass, sharding.files, num_epochs, seed, "the shards"),
+        lambda: _epochs(one_pass, sharding.files, num_epochs, seed, "the shards",
+                        shuffle_buffer),
         eod_id, per_replica_batch_size, sequence_length, sharding.local_replicas)

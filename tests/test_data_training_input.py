@@ -200,3 +200,40 @@ def test_wet_dataset_under_mirrored_strategy_keeps_replica_streams(wet_files):
     # Every whole document in a replica's rows is a kept document, and none is repeated.
     assert len(found) == len(set(found)) and set(found) <= expected
     assert len(found) >= len(expected) - 6
+
+
+def _document_order(files, seed, num_epochs=1, shuffle_buffer=training_data.DEFAULT_SHUFFLE_BUFFER):
+    """The documents of one row, in the order the row reads them (one stream: the source order)."""
+    ds = training_data.build_training_dataset(
+        files, ByteEncoder(), per_replica_batch_size=1, sequence_length=64,
+        validation_fraction=0.0, filter_config=CONFIG, num_epochs=num_epochs, seed=seed,
+        shuffle_buffer=shuffle_buffer)
+    return _documents_in(_streams(ds))
+
+
+def test_a_seed_shuffles_the_documents_of_one_file_per_epoch(wet_files):
+    one_file = wet_files[:1]  # file shuffling alone cannot reorder a single file
+    in_file_order = _document_order(one_file, seed=None)
+    assert len(in_file_order) > 10
+    first = _document_order(one_file, seed=3)
+    assert _document_order(one_file, seed=3) == first  # reproducible
+    # The same documents (but the few cut off where the last batch is dropped), reordered.
+    assert first[:10] != in_file_order[:10]
+    kept = set(_kept_documents(one_file, partition.Partition(validation_fraction=0.0)))
+    assert set(first) <= kept and set(in_file_order) <= kept
+    assert len(first) >= len(kept) - 2 and len(set(first)) == len(first)
+    assert _document_order(one_file, seed=4) != first
+    assert _document_order(one_file, seed=3, shuffle_buffer=0) == in_file_order
+    # Two epochs: the second pass reads the same documents in another order.
+    two = _document_order(one_file, seed=3, num_epochs=2)
+    n = len(first)
+    assert two[:n - 1] == first[:n - 1]  # the pass's last documents may run into the next
+    second = two[n + 1:n + 11]
+    assert len(second) == 10 and set(second) <= kept and second != first[:10]
+
+
+def test_the_shuffle_buffer_keeps_every_document_once():
+    import random
+    out = list(training_data.shuffle_documents(range(100), 10, random.Random(0)))
+    assert sorted(out) == list(range(100)) and out != list(range(100))
+    assert all(position >= value - 10 for position, value in enumerate(out))

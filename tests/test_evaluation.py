@@ -71,6 +71,17 @@ def test_one_member_scores_what_the_run_evaluated_and_an_ensemble_helps(two_runs
     assert ensemble <= (evaluator.loss(latest[:1]) + evaluator.loss(latest[1:])) / 2 + 1e-6
 
 
+def test_a_run_is_scored_on_a_stream_of_another_batch_size(two_runs):
+    (config, metrics), _ = two_runs  # trained at batch 4
+    narrow = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
+                                                                     batch_size=2))
+    evaluator = evaluation.Evaluator(narrow, tf.distribute.get_strategy())
+    loss = evaluator.loss([evaluation.latest_checkpoint(config.group_dir)])
+    # Every tiny document opens with the same menu line, most of the 2 x 8 tokens scored, so
+    # the narrower stream scores nearly the same text; a fresh model scores about 5.99.
+    assert loss == pytest.approx(metrics["eval_loss"], rel=0.02)
+
+
 def test_a_curve_scores_every_kept_checkpoint(two_runs):
     (config, metrics), (other, _) = two_runs
     assert list(evaluation.checkpoint_steps(config.group_dir)) == [3, 6]
@@ -96,6 +107,11 @@ def test_two_phase_distillation_trains_a_fresh_model_on_the_ensemble(two_runs, t
     metrics = train_lib.run(student)
     assert metrics["global_step"] == 6 and metrics["distill_loss"] > 0
     assert metrics["teacher_reloads"] == 0
+    # The stateful LM student's agreement with the ensemble on the held-out stream.
+    assert 0 < metrics["teacher_top1_agreement"] <= 1
+    assert 0 < metrics["teacher_total_variation"] < 1
+    assert metrics["teacher_prob_abs_diff"] == pytest.approx(
+        2 * metrics["teacher_total_variation"] / 400, rel=1e-3)  # 400 pieces
     saved = json.loads((tmp_path / "group_0" / "config.json").read_text())
     assert saved["codistill"]["teacher_dirs"] == [config.group_dir, other.group_dir]
     after = tf.train.load_checkpoint(evaluation.latest_checkpoint(config.group_dir))
@@ -147,3 +163,52 @@ def test_the_evaluate_command_prints_and_writes_the_ensemble(two_runs, tmp_path)
     bad = subprocess.run([sys.executable, "-m", "tf_codistill.evaluate"],
                          cwd=runs.REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--group_dirs is empty" in bad.stderr
+
+
+class _HeldOut:
+    output_kind = "softmax"
+
+    def __init__(self, x):
+        self.x = x
+
+    def eval_dataset(self, context):
+        return tf.data.Dataset.from_tensor_slices((self.x, np.zeros(len(self.x)))).batch(
+            context.get_per_replica_batch_size(16))
+
+
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+def test_teacher_agreement_is_the_churn_between_student_and_teacher(strategy_name, request):
+    import tf_codistill as tc
+    from tests.helpers import tiny_models as tiny
+    strategy = (tf.distribute.get_strategy() if strategy_name == "default"
+                else request.getfixturevalue("mirrored_strategy"))
+    x, _ = tiny.classification_data(64)
+    with strategy.scope():
+        student, other, twin = tiny.classifier(1), tiny.classifier(2), tiny.classifier(1)
+    task = _HeldOut(x)
+    same = evaluation.teacher_agreement(task, strategy, student, tc.FixedTeacher(twin))
+    assert same == {"teacher_top1_agreement": 1.0, "teacher_prob_abs_diff": 0.0,
+                    "teacher_total_variation": 0.0}
+    found = evaluation.teacher_agreement(task, strategy, student,
+                                         tc.FixedTeacher([other, twin]))
+    p = tf.nn.softmax(student(x)).numpy()
+    q = (tf.nn.softmax(other(x)).numpy() + p) / 2  # the ensemble's mean probability
+    assert found["teacher_top1_agreement"] == pytest.approx(
+        np.mean(p.argmax(-1) == q.argmax(-1)))
+    assert found["teacher_prob_abs_diff"] == pytest.approx(np.mean(np.abs(p - q)), rel=1e-5)
+    assert found["teacher_total_variation"] == pytest.approx(
+        np.mean(0.5 * np.abs(p - q).sum(-1)), rel=1e-5)
+    assert evaluation.teacher_agreement(task, strategy, student, tc.TeacherSource()) == {}
+
+
+def test_a_peer_that_published_nothing_gives_no_agreement(tmp_path):
+    from tests.helpers import tiny_models as tiny
+    from tf_codistill.exchange.peers import CheckpointPeers
+    x, _ = tiny.classification_data(32)
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            poll_interval_s=60)
+    try:
+        assert evaluation.teacher_agreement(_HeldOut(x), tf.distribute.get_strategy(),
+                                            tiny.classifier(1), peers) == {}
+    finally:
+        peers.close()

@@ -127,3 +127,64 @@ def test_library_docstrings_join_the_corpus_in_a_mixed_order(tmp_path):
 def test_prose_paragraphs_join_wrapped_lines_and_drop_code():
     text = "A wrapped\nsentence here.\n\n   indented code\n\n>>> print(1)\n\nLast one."
     assert demo_data.prose_paragraphs(text) == ["A wrapped sentence here.", "Last one."]
+
+
+def _losses_and_first_weights(tmp_path, corpus, name, seed):
+    """Train and eval losses of a 6-step run, and its embedding at step 3 (a checkpoint)."""
+    import tensorflow as tf
+    files, vocab = corpus
+    config = _config(tmp_path / name, files, vocab)
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, seed=seed))
+    metrics = train_lib.run(config)
+    reader = tf.train.load_checkpoint(str(tmp_path / name / "group_0" / "checkpoints" / "ckpt-3"))
+    embedding = [reader.get_tensor(k) for k in sorted(reader.get_variable_to_shape_map())
+                 if "embedding" in k and "OPTIMIZER" not in k]
+    return (metrics["train_loss"], metrics["train_total_loss"], metrics["eval_loss"]), embedding
+
+
+@pytest.mark.slow  # three trainings, ~45 s on 2 busy cores
+def test_the_same_seed_repeats_a_run_and_another_seed_does_not(tmp_path, corpus):
+    losses, weights = _losses_and_first_weights(tmp_path, corpus, "a", seed=3)
+    again, weights_again = _losses_and_first_weights(tmp_path, corpus, "b", seed=3)
+    other, weights_other = _losses_and_first_weights(tmp_path, corpus, "c", seed=4)
+    assert weights and len(weights) == len(weights_again)
+    assert losses == again  # bit for bit on CPU under the default strategy
+    for w, w_again in zip(weights, weights_again):
+        np.testing.assert_array_equal(w, w_again)
+    assert all(a != b for a, b in zip(losses, other))
+    assert not np.array_equal(weights[0], weights_other[0])
+
+
+def test_seeds_fix_the_initialization_and_groups_read_their_own_order(tmp_path, corpus):
+    from tf_codistill.tasks.lm import LanguageModelTask
+    import tensorflow as tf
+    files, vocab = corpus
+
+    def task(seed, group=0, partition="same"):
+        config = _config(tmp_path, files, vocab, num_groups=2, group=group)
+        config = dataclasses.replace(
+            config, trainer=dataclasses.replace(config.trainer, seed=seed),
+            codistill=dataclasses.replace(config.codistill, partition=partition))
+        lm_task = LanguageModelTask(config)
+        lm_task.check_inputs()
+        return lm_task
+
+    def initial_weights(lm_task):
+        tf.random.uniform([7])  # whatever the process drew before must not matter
+        model = lm_task.build_model(4)
+        model(tf.zeros([4, 8], tf.int32))
+        return [w.numpy() for w in model.trainable_weights]
+
+    def first_batches(lm_task, n=5):
+        dataset = lm_task.train_dataset(tf.distribute.InputContext())
+        return np.concatenate([x.numpy() for x, _ in dataset.take(n)])
+
+    same = [initial_weights(task(1)), initial_weights(task(1))]
+    for a, b in zip(*same):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(same[0][0], initial_weights(task(2))[0])
+    assert not np.array_equal(same[0][0], initial_weights(task(1, group=1))[0])
+    # On the same data, the two groups of one seed still read different orders.
+    np.testing.assert_array_equal(first_batches(task(1)), first_batches(task(1)))
+    assert not np.array_equal(first_batches(task(1)), first_batches(task(1, group=1)))
+    assert not np.array_equal(first_batches(task(1)), first_batches(task(2)))

@@ -138,3 +138,67 @@ def test_a_peer_that_stops_publishing_stops_pulling_and_comes_back(tmp_path, cap
         assert distill_loss() == 0.0 and peers.stats()["peers_dropped"] == 2
     finally:
         peers.close()
+
+
+class _LockstepPeer(keras.callbacks.Callback):
+    """A peer that publishes at every multiple of ``interval``; each copy reaches the reader
+    ``delay`` steps later (before the reader's reload callback of that step)."""
+
+    def __init__(self, directory, peers, interval, delay=0):
+        super().__init__()
+        self._publisher = snapshots.PeerPublisher(directory)
+        self._peers, self._interval, self._delay, self._step = peers, interval, delay, 0
+        self._source = tiny.classifier(7)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step >= self._delay and (self._step - self._delay) % self._interval == 0 \
+                and self._step - self._delay > 0:
+            self._publisher.publish(self._step - self._delay, named_weights(self._source))
+            self._peers._poller.poll_once()  # what the background thread does
+
+
+def _expected_teacher_steps(steps, interval, offset, delay):
+    """({trained step: the peer step its teacher held}, loads), by CheckpointPeers' rule."""
+    held, waiting, seen, loads = None, False, {}, 0
+    for s in range(1, steps + 1):
+        if held is not None:
+            seen[s] = held
+        visible = [k for k in range(interval, s + 1, interval) if k + delay <= s]
+        if (s - offset) % interval == 0 or waiting:
+            if visible and visible[-1] != held:
+                held, loads = visible[-1], loads + 1
+            expected = (s - offset) // interval * interval
+            waiting = s >= interval and (held is None or held < expected)
+    return seen, loads
+
+
+@pytest.mark.parametrize("offset, delay", [(0, 0), (2, 0), (2, 4)])
+def test_reloads_fall_offset_after_the_publishes_and_the_teacher_age_is_counted(
+        tmp_path, offset, delay):
+    interval, steps, burn_in = 5, 20, 3
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            reload_interval=interval, reload_offset=offset, poll_interval_s=60)
+    try:
+        x, y = tiny.classification_data(16)
+        model = tc.CodistillModel(tiny.classifier(1), peers, burn_in_steps=burn_in)
+        model.compile(keras.optimizers.SGD(0.1))
+        model(x)  # builds the student; the teacher copy is built by the first train step
+        model.fit(x, y, batch_size=16, epochs=steps, verbose=0,
+                  callbacks=[_LockstepPeer(str(tmp_path / "peer"), peers, interval, delay)])
+        stats = peers.stats()
+    finally:
+        peers.close()
+    # Step s starts from s - 1 updates: a teacher holding the peer's step p is s - 1 - p old.
+    held, loads = _expected_teacher_steps(steps, interval, offset, delay)
+    ages = [s - 1 - p for s, p in held.items() if s - 1 >= burn_in]
+    assert stats["teacher_reloads"] == loads
+    assert stats["teacher_age_counted_steps"] == len(ages)
+    assert stats["teacher_age_mean_steps"] == pytest.approx(np.mean(ages))
+    assert stats["teacher_age_max_steps"] == max(ages)
+    assert stats["teacher_age_min_steps"] == min(ages)
+    assert stats["reload_offset"] == offset
+    # On time, the teacher is offset to offset + interval - 1 steps old; a copy that arrives
+    # late is picked up the step it arrives, not a whole interval later.
+    assert min(ages) == max(offset, delay)
+    assert max(ages) == max(offset, delay) + interval - 1

@@ -125,11 +125,36 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
         assert m["global_step"] == 200 and m["peer_bytes_read"] > 0
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 200
         scalars = tensorboard_scalars(tmp_path / f"group_{group}" / "logs" / "codistill")
-        assert {"teacher_reloads", "teacher_staleness_steps", "examples_per_second"} <= scalars
+        assert {"teacher_reloads", "teacher_staleness_steps", "teacher_age_mean_steps",
+                "examples_per_second"} <= scalars
+        if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on; a
+            # group that starts late loads copies from ahead of it (negative ages)
+            assert (m["teacher_age_max_steps"] >= m["teacher_age_mean_steps"]
+                    >= m["teacher_age_min_steps"])
     # Groups never wait for each other: a group that starts late may finish before
     # its peer has published, but the late one always finds the early one's weights.
     assert max(m["teacher_reloads"] for m in metrics) >= 1
     assert max(m["distill_loss"] for m in metrics) > 0
+
+
+def test_the_closing_table_sets_each_group_and_their_mean_against_the_baseline():
+    groups = [{"group": g, "global_step": 400, "eval_loss": loss, "eval_perplexity":
+               float(np.exp(loss)), "train_seconds": 300.0} for g, loss in ((0, 4.2), (1, 4.4))]
+    baseline = {"group": "baseline", "global_step": 400, "eval_loss": 4.25,
+                "eval_perplexity": float(np.exp(4.25)), "train_seconds": 200.0}
+    table = train_lib.summary_table(groups, baseline).splitlines()
+    split = table.index("minus the baseline (negative: codistillation ahead):")
+    rows = {line.split()[0]: line.split() for line in table[:split]}
+    assert rows["mean"][1] == "4.3000" and rows["baseline"][:3] == ["baseline", "400", "4.2500"]
+    minus = table[split + 1:]
+    assert [line.split()[:2] for line in minus[:3]] == [["0", "-0.0500"], ["1", "+0.1500"],
+                                                         ["mean", "+0.0500"]]
+    assert minus[0].split()[2] == f"{np.exp(4.2) - np.exp(4.25):+.2f}"
+    assert "end behind the baseline" in table[-1] and "+0.0500" in table[-1]
+    ahead = train_lib.summary_table(groups[:1], baseline)
+    assert not any(line.split()[0] == "mean" for line in ahead.splitlines())
+    assert "end ahead of the baseline" in ahead
+    assert "baseline" not in train_lib.summary_table(groups)
 
 
 def tensorboard_scalars(directory):

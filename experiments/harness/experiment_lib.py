@@ -11,6 +11,7 @@ arms with different data partitions are compared on the same text.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import subprocess
@@ -124,12 +125,34 @@ def run_experiment(name: str, *, root: str, output_dir: str, common_flags: Seque
               "group_configs": {d: dataclasses.asdict(evaluation.load_run_config(d))
                                 for d in group_dirs},
               "curves": scored, "group_means": group_means or {}, "summary": summary,
+              "measured": {label: [group_measurements(d) for d in dirs]
+                           for label, dirs in curves.items()},
               "training_waves": timings, "total_seconds": time.perf_counter() - start,
               "environment": environment()}
     os.makedirs(output_dir, exist_ok=True)
     config_lib.write_json(os.path.join(output_dir, f"{name}.json"), result)
     plot_curves(shown, os.path.join(output_dir, f"{name}.png"), title, summary["target_loss"])
     return result
+
+
+MEASURED_KEYS = ("global_step", "eval_loss", "train_seconds", "step_time_median_s",
+                 "step_time_p95_s", "teacher_reloads", "teacher_staleness_steps",
+                 "teacher_age_mean_steps", "teacher_age_max_steps", "teacher_age_min_steps",
+                 "teacher_age_counted_steps",
+                 "reload_interval", "reload_offset", "peer_bytes_read",
+                 "teacher_top1_agreement", "teacher_prob_abs_diff",
+                 "teacher_total_variation")
+
+
+def group_measurements(group_dir: str) -> dict:
+    """What a group measured about itself (metrics.json): step time, reloads, teacher age
+    and agreement, for the results JSON; keys a group did not write are left out."""
+    path = layout.GroupLayout(group_dir).metrics
+    if not os.path.exists(path):
+        return {"group_dir": group_dir}
+    with open(path) as f:
+        metrics = json.load(f)
+    return {"group_dir": group_dir, **{k: metrics[k] for k in MEASURED_KEYS if k in metrics}}
 
 
 def steps_to_target(curves: dict[str, list[dict]], reference: str) -> dict:
@@ -147,7 +170,8 @@ def steps_to_target(curves: dict[str, list[dict]], reference: str) -> dict:
 
 def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
                 target: float | None = None,
-                ylabel: str = "validation cross entropy (nats per token)") -> None:
+                ylabel: str = "validation cross entropy (nats per token)",
+                target_label: str = "target (baseline best)") -> None:
     """One figure: loss vs step for every curve, with the target as a dashed line."""
     import matplotlib
     matplotlib.use("Agg")
@@ -159,7 +183,7 @@ def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
                   label=label)
     if target is not None:
         axes.axhline(target, color="gray", linestyle="--", linewidth=1,
-                     label=f"target (baseline best) {target:.3f}")
+                     label=f"{target_label} {target:.3f}")
     axes.set_xlabel("optimizer step (per group)")
     axes.set_ylabel(ylabel)
     axes.set_title(title)
@@ -173,8 +197,15 @@ def plot_curves(curves: dict[str, list[dict]], path: str, title: str,
 def environment() -> dict:
     """What the numbers were measured on."""
     import tensorflow as tf
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)),
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+            "machine": platform.machine(), "cpus": os.cpu_count(), "git_commit": commit,
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def format_table(summary: dict) -> str:

@@ -8,8 +8,15 @@ nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0. A
 peer whose newest snapshot falls more than ``max_staleness`` of the student's
 steps behind (it died, or stalled) gets weight 0 again until it publishes a
 fresher one: a dead peer stops pulling its partners toward its old model.
-"""
 
+Peers publish at multiples of ``reload_interval`` and reload ``reload_offset``
+steps later, so the snapshot of the multiple has had time to arrive (one that
+has not is looked for after every step until it has): a teacher is then
+``reload_offset`` to ``reload_offset + reload_interval - 1`` steps old when the
+groups keep pace (publishing and reloading at the same multiples made it one
+interval older, since a peer's newest copy was rarely on disk yet). The age
+every trained step really saw is counted (``stats``), not assumed.
+"""
 from __future__ import annotations
 
 import threading
@@ -93,15 +100,21 @@ class CheckpointPeers(TeacherSource):
       max_staleness: a peer whose newest snapshot is more than this many steps
         behind the student's step gets weight 0 until a fresher one arrives
         (checked at every reload); None never drops a peer.
+      reload_offset: reload at steps ``reload_offset`` past each multiple of
+        ``reload_interval`` (taken modulo the interval).
     """
 
     def __init__(self, peer_directories: Sequence[str], build_model: Callable[[], keras.Model],
                  reload_interval: int = 50, poll_interval_s: float = 5.0,
-                 staleness_warning_s: float = 600.0, max_staleness: int | None = None):
+                 staleness_warning_s: float = 600.0, max_staleness: int | None = None,
+                 reload_offset: int = 0):
         if reload_interval < 1:
             raise ValueError(f"reload_interval must be >= 1, got {reload_interval}.")
+        if reload_offset < 0:
+            raise ValueError(f"reload_offset must be >= 0, got {reload_offset}.")
         self.peer_directories = list(peer_directories)
         self.reload_interval = reload_interval
+        self.reload_offset = reload_offset % reload_interval
         self._copies = [build_model() for _ in self.peer_directories]
         for copy in self._copies:
             copy.trainable = False
@@ -118,6 +131,10 @@ class CheckpointPeers(TeacherSource):
         self.peers_dropped = 0  # times a peer was dropped
         self.teacher_dropped_steps = 0  # student steps x peers spent dropped
         self._checked_step = None
+        self._age_sum = 0
+        self._age_count = 0
+        self._age_max = None
+        self._age_min = None
 
     @property
     def frozen_models(self):
@@ -135,6 +152,31 @@ class CheckpointPeers(TeacherSource):
 
     def callbacks(self):
         return [_ReloadCallback(self)]
+
+    def is_reload_step(self, step: int) -> bool:
+        return (step - self.reload_offset) % self.reload_interval == 0
+
+    def behind(self, step: int) -> bool:
+        """Whether some peer's copy is older than the multiple of ``reload_interval`` that
+        the reload window of ``step`` is for (not arrived yet, or the peer is behind)."""
+        expected = (step - self.reload_offset) // self.reload_interval * self.reload_interval
+        return any(self.peer_steps.get(i, -1) < expected for i in range(len(self._copies)))
+
+    def count_teacher_age(self, trained_step: int) -> None:
+        """Counts the age of each loaded peer in the step that just made ``trained_step``.
+
+        That step started from the student after ``trained_step - 1`` updates, so a
+        teacher holding the peer's step p was ``trained_step - 1 - p`` steps old; negative
+        when the peer is ahead (a group that started late loads a copy from its future).
+        """
+        for index, peer_step in self.peer_steps.items():
+            if index in self.dropped:  # at weight 0: not a teacher of this step
+                continue
+            age = trained_step - 1 - peer_step
+            self._age_sum += age
+            self._age_count += 1
+            self._age_max = age if self._age_max is None else max(self._age_max, age)
+            self._age_min = age if self._age_min is None else min(self._age_min, age)
 
     def swap_in_new_weights(self, own_step: int, agree=None) -> int:
         """Assigns every newer peer snapshot to its copy; returns how many.
@@ -190,6 +232,13 @@ class CheckpointPeers(TeacherSource):
         poller = self._poller.stats()
         return {"teacher_reloads": self.swaps,
                 "teacher_staleness_steps": self.max_staleness_steps,
+                "teacher_age_mean_steps": (self._age_sum / self._age_count
+                                           if self._age_count else None),
+                "teacher_age_max_steps": self._age_max,
+                "teacher_age_min_steps": self._age_min,
+                "teacher_age_counted_steps": self._age_count,
+                "reload_interval": self.reload_interval,
+                "reload_offset": self.reload_offset,
                 "peer_bytes_read": poller["peer_bytes_read"],
                 "reload_latency_s": poller["median_reload_latency_s"],
                 "peer_steps": dict(self.peer_steps),
@@ -236,19 +285,27 @@ def agreed_on_all_workers(strategy: tf.distribute.Strategy, ready: dict[int, int
 
 
 class _ReloadCallback(StepCountingCallback):
-    """Swaps fresh peer weights in between steps, every ``reload_interval`` steps."""
+    """Swaps fresh peer weights in between steps, ``reload_offset`` steps after every
+    multiple of ``reload_interval``; a peer whose copy of that multiple has not arrived yet
+    is looked for again after every step until it has (or the next reload). Counts the
+    teacher's age in the steps where the distillation term is on (after burn-in)."""
 
     def __init__(self, peers: CheckpointPeers):
         super().__init__()
         self._peers = peers
+        self._waiting = False
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._swap(self.step)
 
     def on_step_end(self, step):
-        if step % self._peers.reload_interval == 0:
+        if step - 1 >= getattr(self.model, "burn_in_steps", 0):
+            self._peers.count_teacher_age(step)
+        if self._peers.is_reload_step(step) or self._waiting:
             self._swap(step)
+            # The same on every worker of a group: the swap agreed on what each holds.
+            self._waiting = step >= self._peers.reload_interval and self._peers.behind(step)
 
     def _swap(self, step):
         strategy = self.model.distribute_strategy

@@ -80,26 +80,43 @@ class StatefulLanguageModel(keras.Model, CarriesState):
     Args:
       config: sizes of the model.
       batch_size: rows per replica; the carried state has one row per stream.
+      seed: fixes every initializer (each variable draws from its own seed
+        derived from it), whatever else the process drew before; None leaves
+        them to the global random state.
     """
 
-    def __init__(self, config: LanguageModelConfig, batch_size: int, **kwargs):
+    def __init__(self, config: LanguageModelConfig, batch_size: int, seed: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.batch_size = batch_size
-        self.embedding = keras.layers.Embedding(config.vocab_size, config.embedding_dim)
+        self.seed = seed
+        self.embedding = keras.layers.Embedding(
+            config.vocab_size, config.embedding_dim,
+            embeddings_initializer=keras.initializers.RandomUniform(
+                -0.05, 0.05, seed=self._seed(0)))
         self.rnn_layers = [self._recurrent_layer(index) for index in range(config.num_layers)]
-        self.logits = keras.layers.Dense(config.vocab_size, name="logits")
+        self.logits = keras.layers.Dense(
+            config.vocab_size, name="logits",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=self._seed(1)))
         self.states = [[self._state_variable(f"layer{index}_{part}") for part in ("h", "c")]
                        for index in range(config.num_layers)]
 
+    def _seed(self, index):
+        """A distinct seed per initializer: a seeded initializer repeats its values."""
+        return None if self.seed is None else self.seed * 100 + index
+
     def _recurrent_layer(self, index):
         units = self.config.units
+        initializers = dict(
+            kernel_initializer=keras.initializers.GlorotUniform(seed=self._seed(2 + 2 * index)),
+            recurrent_initializer=keras.initializers.Orthogonal(seed=self._seed(3 + 2 * index)))
         if self.config.layer_norm:
-            cell = LayerNormLSTMCell(units, recurrent_initializer=Orthogonal16())
-            return keras.layers.RNN(cell, return_sequences=True, return_state=True,
+            return keras.layers.RNN(LayerNormLSTMCell(units, **initializers),
+                                    return_sequences=True, return_state=True,
                                     name=f"lstm{index}")
         return keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                                 recurrent_initializer=Orthogonal16(), name=f"lstm{index}")
+                                 name=f"lstm{index}", **initializers)
 
     def _state_variable(self, name):
         return tf.Variable(tf.zeros((self.batch_size, self.config.units)), trainable=False,
@@ -128,4 +145,5 @@ class StatefulLanguageModel(keras.Model, CarriesState):
                 variable.assign(tf.zeros_like(variable))
 
     def get_config(self):
-        return {"config": dataclasses.asdict(self.config), "batch_size": self.batch_size}
+        return {"config": dataclasses.asdict(self.config), "batch_size": self.batch_size,
+                "seed": self.seed}

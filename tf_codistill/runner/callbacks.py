@@ -124,6 +124,7 @@ class ProgressLogger(keras.callbacks.Callback):
         if stats:
             scalars.update(teacher_reloads=stats["teacher_reloads"],
                            teacher_staleness_steps=stats["teacher_staleness_steps"],
+                           teacher_age_mean_steps=stats["teacher_age_mean_steps"] or 0.0,
                            peer_bytes_read=stats["peer_bytes_read"],
                            peers_dropped=stats.get("peers_dropped", 0),
                            teacher_dropped_steps=stats.get("teacher_dropped_steps", 0))

@@ -110,6 +110,12 @@ class CodistillConfig:
     burn_in_steps: int = knob(0, "Steps trained on the task loss alone.", valid=AT_LEAST_0)
     reload_interval: int = knob(50, "Steps between reloads of peer checkpoints (and between "
                                 "publishes of this group's weights).", valid=AT_LEAST_1)
+    reload_offset: int = knob(
+        5, "Groups publish at multiples of --reload_interval and reload this many steps "
+        "later (modulo the interval), once the peers' copies of that multiple have arrived: "
+        "the teacher is then reload_offset to reload_offset + reload_interval - 1 steps old; "
+        "metrics.json records the age measured (teacher_age_mean_steps, _max_steps).",
+        valid=AT_LEAST_0)
     topology: str = knob("all_to_all", "Which peers each group reads.", choices=TOPOLOGIES)
     teacher_precision: str = knob(
         "float32", "Precision of the published teacher weights and of the teacher copies' "
@@ -158,6 +164,10 @@ class DataConfig:
     min_paragraph_words: int = knob(
         0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
         "pipeline's default (30).", valid=AT_LEAST_0)
+    shuffle_documents: int = knob(
+        1000, "Documents in the LM's shuffle buffer: each epoch reads the training documents "
+        "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
+        "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
     validation_fraction: float = knob(
         DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for evaluation (by hash of the "
         "record id) when --eval_files is empty.",

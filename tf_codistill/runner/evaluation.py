@@ -75,11 +75,32 @@ def latest_checkpoint(group_dir: str) -> str:
 
 
 def restore_student(student: keras.Model, checkpoint_path: str) -> None:
-    """Loads the student's weights from a train checkpoint (optimizer and peers ignored)."""
-    restore_checkpoint(tf.train.Checkpoint(model=tf.train.Checkpoint(student=student)),
+    """Loads the student's weights from a train checkpoint (optimizer and peers ignored).
+
+    A stateful LM's carried state is left out (it starts from zero anyway), so a run
+    trained at one batch size can be scored at another.
+    """
+    restore_checkpoint(tf.train.Checkpoint(model=tf.train.Checkpoint(
+        student=_without_carried_state(student))),
                        checkpoint_path, student,
-                       "Its run used another architecture, batch size or strategy; rebuild "
-                       "the model the way that run did.")
+                       "Its run used another architecture or strategy; rebuild the model "
+                       "the way that run did.")
+
+
+def _without_carried_state(model: keras.Model):
+    """The model, or a stand-in tracking all its children but the carried state's."""
+    carried = {id(v) for v in getattr(model, "carried_state_variables", [])}
+    if not carried:
+        return model
+    tracked = model._trackable_children()  # pylint: disable=protected-access
+    children = {name: child for name, child in tracked.items()
+                if not _all_carried(child, carried)}
+    return tf.train.Checkpoint(**children)
+
+
+def _all_carried(child, carried: set[int]) -> bool:
+    variables = tf.nest.flatten(child) if isinstance(child, (list, tuple)) else [child]
+    return all(isinstance(v, tf.Variable) and id(v) in carried for v in variables)
 
 
 def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: keras.Model,
@@ -155,6 +176,76 @@ def ensemble_loss(task, strategy: tf.distribute.Strategy, members: Sequence[kera
         raise config_lib.ConfigError(
             "The held-out set is empty: raise --validation_fraction or pass --eval_files.")
     return total / count
+
+
+def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Model,
+                      teacher, steps: int | None = None) -> dict:
+    """How much the student agrees with its teacher on held-out data: the online view of
+    prediction churn (``core.churn``).
+
+    The teacher's prediction is the mean probability of its frozen models that hold
+    weights (peers that published nothing are left out), as in the distillation
+    target at temperature 1. Returns ``teacher_top1_agreement`` (share of examples,
+    or tokens, where the arg-max agrees; for sigmoid outputs, the side of 0.5),
+    ``teacher_prob_abs_diff`` (mean |p_student - p_teacher| over examples and
+    classes, ``churn.PredictionChurn``) and, for softmax outputs,
+    ``teacher_total_variation`` (half the summed difference over classes, per
+    example); {} when there is no teacher model or none held weights.
+    ``steps`` batches of ``task.eval_dataset`` (None: one pass); stateful models
+    start from zero state.
+    """
+    from tf_codistill.core import churn
+
+    if not getattr(teacher, "frozen_models", ()):
+        return {}
+    for model in (student, *teacher.frozen_models):
+        if hasattr(model, "reset_states"):
+            model.reset_states()
+    softmax = task.output_kind == "softmax"
+    with strategy.scope():
+        agree = keras.metrics.Mean()
+        difference = churn.PredictionChurn("probabilities")
+        variation = keras.metrics.Mean()
+        covered = keras.metrics.Sum()
+
+    def replica_step(batch):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        student_p = churn.to_probabilities(student(x, training=False), task.output_kind)
+        total, weight = tf.zeros_like(student_p), tf.constant(0.0)
+        for logits, available in teacher.frozen_predictions(x):
+            total += available * churn.to_probabilities(logits, task.output_kind)
+            weight += available
+        teacher_p = tf.math.divide_no_nan(total, weight)
+        if softmax:
+            same = tf.equal(tf.argmax(student_p, -1), tf.argmax(teacher_p, -1))
+            tv = 0.5 * tf.reduce_sum(tf.abs(student_p - teacher_p), -1)
+        else:
+            same = tf.equal(student_p > 0.5, teacher_p > 0.5)
+            tv = tf.abs(student_p - teacher_p)
+        on = tf.cast(weight > 0, tf.float32)
+        agree.update_state(tf.cast(same, tf.float32), tf.broadcast_to(on, tf.shape(same)))
+        variation.update_state(tv, tf.broadcast_to(on, tf.shape(tv)))
+        # One weight per example (PredictionChurn broadcasts it over the other axes).
+        first = tf.shape(student_p)[0]
+        difference.update_state(student_p, teacher_p, tf.fill([first], on))
+        covered.update_state(on)
+
+    @tf.function
+    def step(batch):
+        strategy.run(replica_step, args=(batch,))
+
+    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
+    for index, batch in enumerate(dataset):
+        if steps is not None and index >= steps:
+            break
+        step(batch)
+    if not float(covered.result()):
+        return {}
+    result = {"teacher_top1_agreement": float(agree.result()),
+              "teacher_prob_abs_diff": float(difference.result())}
+    if softmax:
+        result["teacher_total_variation"] = float(variation.result())
+    return result
 
 
 @dataclasses.dataclass

@@ -86,9 +86,11 @@ def summary(config: config_lib.RunConfig, baseline: bool = False) -> str:
     for group in layouts:
         with tf.io.gfile.GFile(group.metrics) as f:
             metrics.append(json.load(f))
+    plain = None
     if baseline:
-        metrics[-1]["group"] = BASELINE
-    return (summary_table(metrics) + f"\noutputs: {config.model_dir}/group_<k>/ "
+        plain = metrics.pop()
+        plain["group"] = BASELINE
+    return (summary_table(metrics, plain) + f"\noutputs: {config.model_dir}/group_<k>/ "
             "(checkpoints, published, logs, metrics.json, export)")
 
 

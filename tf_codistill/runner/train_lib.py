@@ -31,6 +31,7 @@ from tf_codistill.runner import layout
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
+from tf_codistill.core.losses import perplexity
 from tf_codistill.core.model import CodistillModel
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy)
@@ -132,6 +133,9 @@ def _run(config: config_lib.RunConfig) -> dict:
     if chief:
         _write_config(config)
     cluster.check_model_dir_shared(config, strategy)
+    # Global seeds for whatever a model draws without its own seed (dropout, unseeded
+    # initializers); the tasks seed their initializers and data order themselves.
+    keras.utils.set_random_seed(config.init_seed)
     model, peers = _build(config, task, strategy)
     try:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -148,11 +152,14 @@ def _run(config: config_lib.RunConfig) -> dict:
             _build_restored(task, strategy, model)
         _export(config, model, chief)
         eval_logs = _evaluate(config, task, strategy, model)
+        agreement = evaluation.teacher_agreement(task, strategy, model.student, model.teacher,
+                                                 config.trainer.eval_steps or None)
     finally:
         if peers is not None:
             peers.close()
     metrics = _metrics(config, model, train_logs, eval_logs, seconds)
     metrics["input"] = task.input_stats()
+    metrics.update(agreement)
     if chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
@@ -296,6 +303,7 @@ def _checkpoint_peers(config, task, per_replica_batch):
                            lambda: build_teacher_copy(lambda: task.build_model(per_replica_batch),
                                                       precision),
                            reload_interval=config.codistill.reload_interval,
+                           reload_offset=config.codistill.reload_offset,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
                            staleness_warning_s=config.codistill.staleness_warning_s,
                            max_staleness=config.codistill.teacher_staleness_limit)
@@ -424,6 +432,8 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
         "teacher_staleness_steps": 0,
         "peers_dropped": 0,
         "teacher_dropped_steps": 0,
+        "teacher_age_mean_steps": None,
+        "teacher_age_max_steps": None,
         "peer_bytes_read": 0,
         "reload_latency_s": None,
         "peers": [],  # per peer: directory, step, bytes_read, snapshots_read, reload_latency_s
@@ -472,12 +482,43 @@ def _export(config, model, chief):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def summary_table(metrics_by_group: list[dict]) -> str:
-    """The closing table of a multi-group run."""
+def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) -> str:
+    """The closing table of a multi-group run; with ``baseline`` (a plain group's metrics),
+    also the groups' mean and each group's and the mean's difference from the baseline."""
     lines = [f"{'group':>8} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
     for m in metrics_by_group:
-        perplexity = m.get("eval_perplexity")
-        perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
-        lines.append(f"{m['group']:>8} {m['global_step']:>7} {m['eval_loss']:>10.4f} "
-                     f"{perplexity:>11} {m['train_seconds']:>9.1f}")
+        lines.append(_summary_row(m["group"], m["global_step"], m["eval_loss"],
+                                  m.get("eval_perplexity"), m["train_seconds"]))
+    if baseline is None:
+        return "\n".join(lines)
+    losses = [m["eval_loss"] for m in metrics_by_group]
+    mean = sum(losses) / len(losses)
+    has_perplexity = baseline.get("eval_perplexity") is not None
+    if len(metrics_by_group) > 1:
+        lines.append(_summary_row("mean", None, mean,
+                                  perplexity(mean) if has_perplexity else None))
+    lines.append(_summary_row("baseline", baseline["global_step"], baseline["eval_loss"],
+                              baseline.get("eval_perplexity"), baseline["train_seconds"]))
+    lines.append("minus the baseline (negative: codistillation ahead):")
+    rows = [(m["group"], m["eval_loss"]) for m in metrics_by_group]
+    if len(metrics_by_group) > 1:
+        rows.append(("mean", mean))
+    for name, loss in rows:
+        difference = loss - baseline["eval_loss"]
+        perplexity = "-"
+        if has_perplexity:
+            perplexity = f"{perplexity(loss) - baseline['eval_perplexity']:+.2f}"
+        lines.append(f"{name:>8} {'':>7} {difference:>+10.4f} {perplexity:>11}")
+    difference = mean - baseline["eval_loss"]
+    where = "ahead of" if difference < 0 else "behind" if difference > 0 else "level with"
+    lines.append(f"The codistilled groups end {where} the baseline: mean eval loss "
+                 f"{mean:.4f} against {baseline['eval_loss']:.4f} ({difference:+.4f}; one "
+                 "seed: differences of a few hundredths can be noise).")
     return "\n".join(lines)
+
+
+def _summary_row(name, steps, loss, perplexity=None, seconds=None):
+    steps = "" if steps is None else steps
+    perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
+    seconds = "" if seconds is None else f"{seconds:.1f}"
+    return f"{name:>8} {steps:>7} {loss:>10.4f} {perplexity:>11} {seconds:>9}".rstrip()

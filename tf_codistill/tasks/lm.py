@@ -97,17 +97,20 @@ class LanguageModelTask(Task):
             num_layers=model.num_layers, layer_norm=model.layer_norm)
 
     def build_model(self, per_replica_batch):
-        return StatefulLanguageModel(self.model_config(), per_replica_batch)
+        return StatefulLanguageModel(self.model_config(), per_replica_batch,
+                                     seed=self.config.init_seed)
 
     def train_dataset(self, context):
         if self._shards:
             return self._shard_dataset(self._shards[self._partition().name], context)
         return self._dataset(self._train_files, context, self.config.codistill.partition,
-                             self.config.group, self.config.num_groups)
+                             self.config.group, self.config.num_groups,
+                             seed=self.config.data_seed)
 
     def eval_dataset(self, context):
         # eval_steps=0 means one pass over the held-out documents; otherwise they repeat
-        # until eval_steps batches are drawn.
+        # until eval_steps batches are drawn. Unshuffled: every seed and group is scored on
+        # the same held-out stream.
         epochs = None if self.config.trainer.eval_steps else 1
         if self._shards and not self._eval_files:
             return self._shard_dataset(self._shards["validation"], context, epochs)
@@ -139,7 +142,8 @@ class LanguageModelTask(Task):
         summary["perplexity"] = perplexity(logs["loss"])
         return summary
 
-    def _dataset(self, files, context, partition_mode, group, num_groups, num_epochs=None):
+    def _dataset(self, files, context, partition_mode, group, num_groups, num_epochs=None,
+                 seed=None):
         filters = FilterConfig()
         if self.config.data.min_paragraph_words:
             filters = dataclasses.replace(
@@ -151,7 +155,8 @@ class LanguageModelTask(Task):
             sequence_length=self.config.data.seq_len, group=group, num_groups=num_groups,
             partition_mode=partition_mode, input_context=context, filter_config=filters,
             validation_fraction=self.config.data.validation_fraction,
-            num_epochs=num_epochs, seed=self.config.trainer.seed,
+            num_epochs=num_epochs, seed=seed,
+            shuffle_buffer=self.config.data.shuffle_documents,
             stats=self._read_stats if partition_mode != "validation" else None)
 
     def _partition(self) -> partition.Partition:
@@ -175,4 +180,4 @@ class LanguageModelTask(Task):
             per_replica_batch_size=context.get_per_replica_batch_size(
                 self.config.trainer.batch_size),
             sequence_length=self.config.data.seq_len, input_context=context,
-            num_epochs=num_epochs, seed=self.config.trainer.seed)
+            num_epochs=num_epochs, seed=self.config.data_seed)
