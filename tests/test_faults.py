@@ -230,7 +230,8 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
 # A dead peer.
 
 def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
-    """Group 1 trains 20 steps and stops publishing; group 0 drops it 30 steps later."""
+    """Group 1 trains 20 steps and stops publishing; group 0, which finds its snapshot when
+    it starts, drops it once 30 steps went by without a newer one."""
     def config(group, steps):
         return config_lib.RunConfig(
             task="clusters", model_dir=str(tmp_path), num_groups=2, group=group,
@@ -241,9 +242,10 @@ def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
     train_lib.run(config(1, 20))
     with caplog.at_level("WARNING"):
         metrics = train_lib.run(config(0, 200))
-    assert "steps behind (its newest snapshot: step 20; this group: step 60" in caplog.text
+    assert ("sent nothing new for 40 steps (its newest snapshot: step 20, received at step 0; "
+            "this group: step 40") in caplog.text
     assert metrics["teacher_reloads"] == 1 and metrics["peers_dropped"] == 1
-    assert metrics["teacher_dropped_steps"] == 140  # from step 60 to 200
+    assert metrics["teacher_dropped_steps"] == 160  # from step 40 to 200
     assert metrics["dropped_peers"] == [0]
     assert runs.metrics(tmp_path, 0)["peers_dropped"] == 1
     from tests.test_train import tensorboard_scalars

@@ -5,9 +5,9 @@ group polls them in a background thread (``snapshots.PeerPoller``) and, every
 ``reload_interval`` steps, swaps the freshest verified snapshot into a frozen
 teacher copy between two steps (``CheckpointPeers``). A peer that has published
 nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0. A
-peer whose newest snapshot falls more than ``max_staleness`` of the student's
-steps behind (it died, or stalled) gets weight 0 again until it publishes a
-fresher one: a dead peer stops pulling its partners toward its old model.
+peer that sent nothing new for more than ``max_staleness`` of the student's
+steps (it died, stalled, or is restarting) gets weight 0 again until it
+publishes again: a dead peer stops pulling its partners toward its old model.
 
 Peers publish at multiples of ``reload_interval`` and reload ``reload_offset``
 steps later, so the snapshot of the multiple has had time to arrive (one that
@@ -17,6 +17,7 @@ groups keep pace (publishing and reloading at the same multiples made it one
 interval older, since a peer's newest copy was rarely on disk yet). The age
 every trained step really saw is counted (``stats``), not assumed.
 """
+
 from __future__ import annotations
 
 import threading
@@ -97,9 +98,12 @@ class CheckpointPeers(TeacherSource):
       reload_interval: steps between swaps of fresh weights into the copies.
       poll_interval_s: how often the background thread looks for new weights.
       staleness_warning_s: warn when a peer published nothing new for this long.
-      max_staleness: a peer whose newest snapshot is more than this many steps
-        behind the student's step gets weight 0 until a fresher one arrives
-        (checked at every reload); None never drops a peer.
+      max_staleness: a peer whose newest snapshot reached this student more
+        than this many of its steps ago gets weight 0 until a newer one arrives
+        (checked at every reload); None never drops a peer. A peer that keeps
+        publishing stays a teacher however far behind it trains (restarted from
+        an old checkpoint, or slower): at the clusters task such a peer still
+        helps (benchmarks/fault_soak.py).
       reload_offset: reload at steps ``reload_offset`` past each multiple of
         ``reload_interval`` (taken modulo the interval).
     """
@@ -135,6 +139,7 @@ class CheckpointPeers(TeacherSource):
         self._age_count = 0
         self._age_max = None
         self._age_min = None
+        self._received_at: dict[int, int] = {}  # the student's step at each peer's last swap
 
     @property
     def frozen_models(self):
@@ -194,6 +199,7 @@ class CheckpointPeers(TeacherSource):
             snapshot = self._pending.pop(index)
             self._assign(index, snapshot)
             self.peer_steps[index] = snapshot.step
+            self._received_at[index] = own_step
             self.swaps += 1
         for step in self.peer_steps.values():
             self.max_staleness_steps = max(self.max_staleness_steps, own_step - step)
@@ -201,7 +207,7 @@ class CheckpointPeers(TeacherSource):
         return len(ready)
 
     def _drop_stale_peers(self, own_step: int) -> None:
-        """Weight 0 for peers too far behind; a fresher snapshot (assigned) brings one back.
+        """Weight 0 for peers silent too long; their next snapshot (assigned) brings them back.
 
         Every worker of a group decides alike: the steps compared are agreed ones.
         """
@@ -211,22 +217,24 @@ class CheckpointPeers(TeacherSource):
         self._checked_step = own_step
         if self.max_staleness is None:
             return
-        for index, step in sorted(self.peer_steps.items()):
-            behind = own_step - step
-            if behind > self.max_staleness:
-                self._available[index].assign(0.0)  # again, if a stale snapshot was assigned
+        for index, received in sorted(self._received_at.items()):
+            silent = own_step - received
+            if silent > self.max_staleness:
                 if index not in self.dropped:
+                    self._available[index].assign(0.0)
                     self.dropped.add(index)
                     self.peers_dropped += 1
                     logging.warning(
-                        "Peer %s is %d steps behind (its newest snapshot: step %d; this "
-                        "group: step %d; limit --max_teacher_staleness=%d): weight 0 until it "
-                        "publishes again.", self.peer_directories[index], behind, step,
-                        own_step, self.max_staleness)
+                        "Peer %s sent nothing new for %d steps (its newest snapshot: step %d, "
+                        "received at step %d; this group: step %d; limit "
+                        "--max_teacher_staleness=%d): weight 0 until it publishes again.",
+                        self.peer_directories[index], silent, self.peer_steps[index],
+                        received, own_step, self.max_staleness)
             elif index in self.dropped:
                 self.dropped.discard(index)
-                logging.warning("Peer %s is back at step %d (this group: step %d).",
-                                self.peer_directories[index], step, own_step)
+                logging.warning("Peer %s is back with its step %d (this group: step %d).",
+                                self.peer_directories[index], self.peer_steps[index],
+                                own_step)
 
     def stats(self) -> dict:
         poller = self._poller.stats()

@@ -133,10 +133,11 @@ class CodistillConfig:
     staleness_warning_s: float = knob(600.0, "Warn when a peer published nothing new for "
                                       "this many seconds.", valid=POSITIVE)
     max_teacher_staleness: int = knob(
-        0, "A peer whose newest published snapshot is more than this many of this group's "
-        "steps behind (dead or stalled) gets weight 0 until it publishes again; counted in "
-        "metrics.json (peers_dropped, teacher_dropped_steps) and TensorBoard. 0: "
-        "4 x --reload_interval.", valid=AT_LEAST_0)
+        0, "A peer that published nothing new for more than this many of this group's "
+        "steps (dead, stalled or restarting) gets weight 0 until it publishes again; counted "
+        "in metrics.json (peers_dropped, teacher_dropped_steps) and TensorBoard. A peer that "
+        "keeps publishing stays a teacher however far behind it is. 0: 4 x "
+        "--reload_interval.", valid=AT_LEAST_0)
 
     @property
     def teacher_staleness_limit(self) -> int:

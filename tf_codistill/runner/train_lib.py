@@ -354,11 +354,12 @@ def _restore(checkpoint, config, student, exact_state=False):
 
 def _resumed_input(task, start_step):
     """The task's training input with the batches of the first ``start_step`` steps
-    skipped: a resumed group reads on where it stopped (the same batches, token for token,
-    as an uninterrupted run, for a pipeline whose order is fixed by its seed; every task's
-    is). Each step takes one element per local replica from each input pipeline. The
-    skipped elements are produced and dropped: the LM re-reads and re-tokenizes its
-    documents up to that point, the cost of a recorded skip."""
+    skipped: a resumed group reads on where it stopped. Where the order is fixed by the
+    seed (LM, Criteo, clusters) these are the same batches, token for token, as an
+    uninterrupted run; ImageNet's crops and flips are not seeded, so only its position
+    is. Each step takes one element per local replica from each input pipeline. The
+    skipped elements are produced and dropped (the LM re-reads and re-tokenizes its
+    documents up to there, ImageNet decodes its images): the cost of a recorded skip."""
     def dataset_fn(context):
         dataset = task.train_dataset(context)
         if not start_step:
