@@ -231,21 +231,24 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
 
 def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
     """Group 1 trains 20 steps and stops publishing; group 0, which finds its snapshot when
-    it starts, drops it once 30 steps went by without a newer one."""
+    it starts, drops it once more than 30 steps went by without a newer one."""
     def config(group, steps):
         return config_lib.RunConfig(
             task="clusters", model_dir=str(tmp_path), num_groups=2, group=group,
             trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=20, eval_steps=0,
                                              train_steps=steps),
-            codistill=config_lib.CodistillConfig(reload_interval=10, max_teacher_staleness=30),
+            codistill=config_lib.CodistillConfig(reload_interval=10, reload_offset=0,
+                                                 max_teacher_staleness=30),
             model=ClustersModelSection(hidden_units=(32,), num_classes=8))
     train_lib.run(config(1, 20))
     with caplog.at_level("WARNING"):
         metrics = train_lib.run(config(0, 200))
-    assert ("sent nothing new for 40 steps (its newest snapshot: step 20, received at step 0; "
-            "this group: step 40") in caplog.text
+    # A peer whose copy is late is looked for after every step, so the limit is checked
+    # there too: the first step past it (31) drops the peer.
+    assert ("sent nothing new for 31 steps (its newest snapshot: step 20, received at step 0; "
+            "this group: step 31") in caplog.text
     assert metrics["teacher_reloads"] == 1 and metrics["peers_dropped"] == 1
-    assert metrics["teacher_dropped_steps"] == 160  # from step 40 to 200
+    assert metrics["teacher_dropped_steps"] == 169  # from step 31 to 200
     assert metrics["dropped_peers"] == [0]
     assert runs.metrics(tmp_path, 0)["peers_dropped"] == 1
     from tests.test_train import tensorboard_scalars

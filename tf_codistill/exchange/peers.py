@@ -100,7 +100,8 @@ class CheckpointPeers(TeacherSource):
       staleness_warning_s: warn when a peer published nothing new for this long.
       max_staleness: a peer whose newest snapshot reached this student more
         than this many of its steps ago gets weight 0 until a newer one arrives
-        (checked at every reload); None never drops a peer. A peer that keeps
+        (checked at every reload, and after every step while a peer's copy is
+        late); None never drops a peer. A peer that keeps
         publishing stays a teacher however far behind it trains (restarted from
         an old checkpoint, or slower): at the clusters task such a peer still
         helps (benchmarks/fault_soak.py).

@@ -110,7 +110,7 @@ class StatefulLanguageModel(keras.Model, CarriesState):
         units = self.config.units
         initializers = dict(
             kernel_initializer=keras.initializers.GlorotUniform(seed=self._seed(2 + 2 * index)),
-            recurrent_initializer=keras.initializers.Orthogonal(seed=self._seed(3 + 2 * index)))
+            recurrent_initializer=Orthogonal16(seed=self._seed(3 + 2 * index)))
         if self.config.layer_norm:
             return keras.layers.RNN(LayerNormLSTMCell(units, **initializers),
                                     return_sequences=True, return_state=True,

@@ -31,7 +31,7 @@ from tf_codistill.runner import layout
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
-from tf_codistill.core.losses import perplexity
+from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy)
@@ -55,9 +55,16 @@ def run(config: config_lib.RunConfig) -> dict:
     """
     config_lib.check(config)
     config = aligned_to_executions(config)
+    task = get_task(config)
+    task.check_inputs()
+    try:
+        strategy = get_strategy(config.strategy, config.tpu)
+    except ValueError as error:  # TF_CONFIG that does not parse
+        raise config_lib.ConfigError(str(error)) from None
+    _check_fits_strategy(config, strategy)  # bad input is refused before anything is written
     with _group_lease(config):
         try:
-            return _run(config)
+            return _run(config, task, strategy)
         except _PEER_FAILURES as error:
             if config.strategy != "multi_worker":
                 raise
@@ -121,14 +128,7 @@ def _worker_name(config) -> str:
     return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
 
 
-def _run(config: config_lib.RunConfig) -> dict:
-    task = get_task(config)
-    task.check_inputs()
-    try:
-        strategy = get_strategy(config.strategy, config.tpu)
-    except ValueError as error:  # TF_CONFIG that does not parse
-        raise config_lib.ConfigError(str(error)) from None
-    _check_fits_strategy(config, strategy)
+def _run(config: config_lib.RunConfig, task, strategy) -> dict:
     chief = is_chief(strategy)
     if chief:
         _write_config(config)
@@ -497,7 +497,7 @@ def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) ->
     has_perplexity = baseline.get("eval_perplexity") is not None
     if len(metrics_by_group) > 1:
         lines.append(_summary_row("mean", None, mean,
-                                  perplexity(mean) if has_perplexity else None))
+                                  perplexity_of(mean) if has_perplexity else None))
     lines.append(_summary_row("baseline", baseline["global_step"], baseline["eval_loss"],
                               baseline.get("eval_perplexity"), baseline["train_seconds"]))
     lines.append("minus the baseline (negative: codistillation ahead):")
@@ -508,7 +508,7 @@ def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) ->
         difference = loss - baseline["eval_loss"]
         perplexity = "-"
         if has_perplexity:
-            perplexity = f"{perplexity(loss) - baseline['eval_perplexity']:+.2f}"
+            perplexity = f"{perplexity_of(loss) - baseline['eval_perplexity']:+.2f}"
         lines.append(f"{name:>8} {'':>7} {difference:>+10.4f} {perplexity:>11}")
     difference = mean - baseline["eval_loss"]
     where = "ahead of" if difference < 0 else "behind" if difference > 0 else "level with"
