@@ -30,8 +30,8 @@ import tf_keras as keras
 from absl import logging
 
 from tf_codistill.exchange import snapshots
-from tf_codistill.runner.callbacks import StepCountingCallback
 from tf_codistill.core.carried_state import carried_state_variables
+from tf_codistill.core.step_counting import StepCountingCallback
 from tf_codistill.core.teachers import TeacherSource
 
 
