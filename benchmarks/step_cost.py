@@ -35,15 +35,9 @@ from tf_codistill.core.model import CodistillModel  # noqa: E402
 from tf_codistill.exchange import snapshots  # noqa: E402
 from tf_codistill.exchange.peers import (CheckpointPeers, build_teacher_copy,  # noqa: E402
                                          named_weights)
-from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel  # noqa: E402
+from lm_size import build_lm  # noqa: E402  (benchmarks/lm_size.py: the LM's size flags)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 32, "Streams per batch.")
-flags.DEFINE_integer("seq_len", 32, "Tokens per row.")
-flags.DEFINE_integer("units", 256, "LSTM units.")
-flags.DEFINE_integer("embedding_dim", 128, "Embedding size.")
-flags.DEFINE_integer("vocab_size", 4000, "Vocabulary size.")
-flags.DEFINE_bool("layer_norm", True, "Layer-normalized cells (stock keras LSTM if False).")
 flags.DEFINE_integer("steps", 10, "Steps per timed block.")
 flags.DEFINE_integer("repeats", 7, "Timed blocks per variant.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16", "int8"], "Teacher precisions.")
@@ -53,12 +47,6 @@ flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
 flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
                   "groups); above 1 only the first of --precisions.")
 flags.DEFINE_bool("idle_teacher_variants", True, "Add the burn-in and no-peer-yet variants.")
-
-
-def build_lm():
-    config = LanguageModelConfig(vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim,
-                                 units=FLAGS.units, layer_norm=FLAGS.layer_norm)
-    return StatefulLanguageModel(config, FLAGS.batch_size)
 
 
 def _zeros():

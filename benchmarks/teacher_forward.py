@@ -26,14 +26,9 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel  # noqa: E402
+from lm_size import build_lm  # noqa: E402  (benchmarks/lm_size.py: the LM's size flags)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 32, "Streams per batch.")
-flags.DEFINE_integer("seq_len", 32, "Tokens per row.")
-flags.DEFINE_integer("units", 256, "LSTM units.")
-flags.DEFINE_integer("embedding_dim", 128, "Embedding size.")
-flags.DEFINE_integer("vocab_size", 4000, "Vocabulary size.")
 flags.DEFINE_integer("steps", 10, "Calls per timed block.")
 flags.DEFINE_integer("repeats", 7, "Timed blocks per variant.")
 
@@ -44,9 +39,7 @@ def forward_fn(policy, jit):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = StatefulLanguageModel(LanguageModelConfig(
-            vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim, units=FLAGS.units),
-            FLAGS.batch_size)
+        model = build_lm()
     finally:
         keras.mixed_precision.set_global_policy(previous)
     model.trainable = False
