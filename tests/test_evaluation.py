@@ -71,6 +71,7 @@ def test_one_member_scores_what_the_run_evaluated_and_an_ensemble_helps(two_runs
     assert ensemble <= (evaluator.loss(latest[:1]) + evaluator.loss(latest[1:])) / 2 + 1e-6
 
 
+@pytest.mark.slow
 def test_a_run_is_scored_on_a_stream_of_another_batch_size(two_runs):
     (config, metrics), _ = two_runs  # trained at batch 4
     narrow = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,

@@ -144,6 +144,7 @@ def _complete(group_dir, steps):
     return metrics
 
 
+@pytest.mark.slow
 def test_a_rerun_after_the_last_checkpoint_exports_and_evaluates(tmp_path, corpus):
     """A kill during export or the final evaluation leaves no metrics.json."""
     config = lm.lm_config(tmp_path, *corpus)
@@ -156,6 +157,7 @@ def test_a_rerun_after_the_last_checkpoint_exports_and_evaluates(tmp_path, corpu
     assert again["train_loss"] is None  # nothing was trained again
 
 
+@pytest.mark.slow
 def test_a_rerun_after_a_half_written_export_replaces_it(tmp_path, corpus):
     config = lm.lm_config(tmp_path, *corpus)
     train_lib.run(config)
@@ -333,6 +335,7 @@ def _student_weights(group_dir):
             if name.startswith("model/student") and "OPTIMIZER_SLOT" not in name}
 
 
+@pytest.mark.slow
 def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(tmp_path,
                                                                               corpus):
     """Killed after step 3 of 6 and rerun: the same weights, carried state and loss at step 6

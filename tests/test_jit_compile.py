@@ -52,6 +52,7 @@ def test_clusters_train_with_xla_like_graph_mode(tmp_path):
     _assert_close(*_graph_and_xla(config, tmp_path))
 
 
+@pytest.mark.slow
 def test_lm_trains_with_xla_like_graph_mode(tmp_path):
     files, vocab = lm.make_corpus(tmp_path)
     config = lm.lm_config(tmp_path, files, vocab)
