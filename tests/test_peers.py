@@ -206,3 +206,20 @@ def test_reloads_fall_offset_after_the_publishes_and_the_teacher_age_is_counted(
     # late is picked up the step it arrives, not a whole interval later.
     assert min(ages) == max(offset, delay)
     assert max(ages) == max(offset, delay) + interval - 1
+
+
+def test_a_peer_that_finished_training_is_never_dropped(tmp_path):
+    """Its final snapshot is its best: a late-starting group keeps distilling from it."""
+    publisher = snapshots.PeerPublisher(str(tmp_path / "peer"))
+    publisher.publish(100, named_weights(tiny.classifier(7)))
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
+                            reload_interval=10, poll_interval_s=60, max_staleness=30,
+                            final_step=100)
+    try:
+        _build(peers)
+        assert _wait_for_snapshot(peers, step=0) == 1
+        for step in range(10, 110, 10):
+            peers.swap_in_new_weights(step)
+        assert peers.stats()["peers_dropped"] == 0 and peers.stats()["dropped_peers"] == []
+    finally:
+        peers.close()

@@ -107,12 +107,14 @@ class CheckpointPeers(TeacherSource):
         helps (benchmarks/fault_soak.py).
       reload_offset: reload at steps ``reload_offset`` past each multiple of
         ``reload_interval`` (taken modulo the interval).
+      final_step: the peers' last training step; a peer whose snapshot is from it has
+        finished, not died, and is never dropped (its final weights stay the best it has).
     """
 
     def __init__(self, peer_directories: Sequence[str], build_model: Callable[[], keras.Model],
                  reload_interval: int = 50, poll_interval_s: float = 5.0,
                  staleness_warning_s: float = 600.0, max_staleness: int | None = None,
-                 reload_offset: int = 0):
+                 reload_offset: int = 0, final_step: int | None = None):
         if reload_interval < 1:
             raise ValueError(f"reload_interval must be >= 1, got {reload_interval}.")
         if reload_offset < 0:
@@ -132,6 +134,7 @@ class CheckpointPeers(TeacherSource):
         self.max_staleness_steps = 0
         self.swaps = 0
         self.max_staleness = max_staleness
+        self.final_step = final_step
         self.dropped: set[int] = set()  # peers at weight 0 for staleness, now
         self.peers_dropped = 0  # times a peer was dropped
         self.teacher_dropped_steps = 0  # student steps x peers spent dropped
@@ -220,7 +223,8 @@ class CheckpointPeers(TeacherSource):
             return
         for index, received in sorted(self._received_at.items()):
             silent = own_step - received
-            if silent > self.max_staleness:
+            finished = self.final_step is not None and self.peer_steps[index] >= self.final_step
+            if silent > self.max_staleness and not finished:
                 if index not in self.dropped:
                     self._available[index].assign(0.0)
                     self.dropped.add(index)

@@ -306,7 +306,8 @@ def _checkpoint_peers(config, task, per_replica_batch):
                            reload_offset=config.codistill.reload_offset,
                            poll_interval_s=PEER_POLL_INTERVAL_S,
                            staleness_warning_s=config.codistill.staleness_warning_s,
-                           max_staleness=config.codistill.teacher_staleness_limit)
+                           max_staleness=config.codistill.teacher_staleness_limit,
+                           final_step=config.trainer.train_steps)
 
 
 def _ensemble_teacher(config, task, per_replica_batch):
