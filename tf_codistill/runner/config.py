@@ -170,8 +170,8 @@ class DataConfig:
         "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
         "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
     validation_fraction: float = knob(
-        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for evaluation (by hash of the "
-        "record id) when --eval_files is empty.",
+        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for "
+        "evaluation (by hash of the record id) when --eval_files is empty.",
         valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
 
 
