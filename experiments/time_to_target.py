@@ -14,6 +14,9 @@ time (a sync arm at k x the batch is k machines each computing 1x; --allreduce_g
 ring all-reduce of the gradients at that bandwidth).
 
     python experiments/time_to_target.py --seeds=0,1,2      # the full experiment
+    python experiments/time_to_target.py --arm_flagfile=configs/experiment_hmm.flags \
+        --root=runs/time_to_target_hmm --name=time_to_target_hmm --train_steps=3000
+        # the same on a generated language: unlimited data, known entropy floor
     # -> experiments/results/time_to_target.{json,png}; arms train under runs/time_to_target
     # (a root of its own: arms trained before --seed fixed the LM's initialization and
     # document order must not be reused). Rerunning resumes: finished arms are reused.
@@ -45,6 +48,9 @@ flags.DEFINE_integer("timing_repeats", 3, "Timing runs per variant, alternating.
 flags.DEFINE_float("allreduce_gbps", 0.0, "Interconnect of the sync arms' machines in Gb/s "
                    "for a ring all-reduce of the gradients; 0: free.")
 flags.DEFINE_string("name", "time_to_target", "Name of the JSON and PNG written.")
+flags.DEFINE_string("arm_flagfile", lm_experiments.FLAGFILE,
+                    "Train flags of every arm: configs/experiment_lm.flags (real English) or "
+                    "configs/experiment_hmm.flags (a generated language with a known floor).")
 flags.DEFINE_multi_string("extra_flag", [], "Train flags every arm adds (e.g. "
                           "--extra_flag=--steps_per_loop=50).")
 
@@ -57,7 +63,7 @@ def main(argv):
         batch_scan=[int(k) for k in FLAGS.batch_scan], lr_scaling=FLAGS.lr_scaling,
         target_loss=FLAGS.target_loss or None, timing_steps=FLAGS.timing_steps,
         timing_repeats=FLAGS.timing_repeats, allreduce_gbps=FLAGS.allreduce_gbps,
-        extra_flags=FLAGS.extra_flag, name=FLAGS.name)
+        extra_flags=FLAGS.extra_flag, flagfile=FLAGS.arm_flagfile, name=FLAGS.name)
     print(f"total {result['total_seconds'] / 60:.1f} min; results in {FLAGS.output_dir}")
 
 

@@ -1,6 +1,7 @@
 """The LM experiments end to end on a tiny model, sharing one root as users would."""
 
 import json
+import os
 
 import pytest
 
@@ -147,6 +148,14 @@ def test_sync_arms_scale_the_batch_and_the_learning_rate():
     flags = lm_experiments.common_flags("unused", 10, 0, ["--batch_size=8"], ("a.wet", "v"))
     assert lm_experiments.flag_value(flags, "batch_size") == "8"
     assert lm_experiments.flag_value(flags, "learning_rate") == "0.002"  # from the flagfile
+
+
+def test_arms_on_the_generated_language_read_no_corpus(tmp_path):
+    flagfile = os.path.join(lm_experiments.REPO, "configs", "experiment_hmm.flags")
+    flags = lm_experiments.common_flags(str(tmp_path), 10, 0, flagfile=flagfile)
+    assert lm_experiments.flag_value(flags, "task") == "hmm_lm"
+    assert not any(f.startswith(("--train_files", "--vocab=")) for f in flags)
+    assert not list(tmp_path.iterdir())  # nothing prepared
 
 
 @pytest.mark.slow  # 3 arms and 2 timing runs as processes: ~2 min on 2 idle cores, 8 busy

@@ -46,15 +46,20 @@ def define_flags(flags, script: str, root: str = "runs/experiments") -> None:
 
 
 def common_flags(root: str, train_steps: int, burn_in_steps: int,
-                 extra: Sequence[str] = (), corpus: tuple[str, str] | None = None) -> list[str]:
+                 extra: Sequence[str] = (), corpus: tuple[str, str] | None = None,
+                 flagfile: str = FLAGFILE) -> list[str]:
     """Train flags every arm shares; ``extra`` flags win over the flagfile's.
 
-    ``corpus`` is (WET file, vocabulary); by default the experiments' corpus,
-    written with its vocabulary under ``root`` once.
+    ``corpus`` is (WET file, vocabulary) of a ``--task=lm`` flagfile; by default
+    the experiments' corpus, written with its vocabulary under ``root`` once. A
+    flagfile of another task (e.g. configs/experiment_hmm.flags) reads no files.
     """
-    wet, vocab = corpus or demo_data.prepare(root, "", VOCAB_SIZE, CORPUS_LIBRARIES)
-    return [f"--flagfile={FLAGFILE}", f"--train_files={wet}", f"--vocab={vocab}",
-            f"--train_steps={train_steps}", f"--burn_in_steps={burn_in_steps}", *extra]
+    flags = [f"--flagfile={flagfile}"]
+    if flag_value(flags, "task", "lm") == "lm":
+        wet, vocab = corpus or demo_data.prepare(root, "", VOCAB_SIZE, CORPUS_LIBRARIES)
+        flags += [f"--train_files={wet}", f"--vocab={vocab}"]
+    return [*flags, f"--train_steps={train_steps}", f"--burn_in_steps={burn_in_steps}",
+            *extra]
 
 
 BASELINE = Arm("baseline")
@@ -192,7 +197,8 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
                    target_loss: float | None = None, step_times: dict | None = None,
                    timing_steps: int = 60, timing_repeats: int = 3,
                    allreduce_gbps: float = 0.0, time_whole_batches: bool = True,
-                   extra_flags=(), corpus=None, name: str = "time_to_target") -> dict:
+                   extra_flags=(), corpus=None, flagfile: str = FLAGFILE,
+                   name: str = "time_to_target") -> dict:
     """Steps and time to a target loss: 2-way codistillation against synchronous SGD.
 
     Arms, each trained for every seed: synchronous SGD at 1x, ``num_groups`` x and the
@@ -211,7 +217,7 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
     of every scan arm reaches. Writes ``<output_dir>/<name>.{json,png}``.
     """
     start = time.perf_counter()
-    flags = common_flags(root, train_steps, burn_in_steps, extra_flags, corpus)
+    flags = common_flags(root, train_steps, burn_in_steps, extra_flags, corpus, flagfile)
     batch_size = int(flag_value(flags, "batch_size", "32"))
     learning_rate = float(flag_value(flags, "learning_rate", "0.001"))
     factors = sorted({1, num_groups, *batch_scan})

@@ -179,8 +179,9 @@ class DataConfig:
 class RunConfig:
     """The whole run; ``model`` is the task's own section (``Task.ModelConfig``)."""
 
-    task: str = knob("lm", "Set-up to train: the paper's LM, Criteo or ImageNet, or the "
-                     "tiny clusters task used by tests (lm, criteo, imagenet, clusters).")
+    task: str = knob("lm", "Set-up to train: the paper's LM, Criteo or ImageNet, the LM on "
+                     "a generated language with a known entropy floor (hmm_lm), or the tiny "
+                     "clusters task used by tests (lm, criteo, imagenet, hmm_lm, clusters).")
     model_dir: str = knob("", "Directory holding everything the run makes; rerun the same "
                           "command to resume.")
     num_groups: int = knob(1, "Groups (model copies) that codistill.", valid=AT_LEAST_1)
@@ -225,8 +226,9 @@ class RunConfig:
 
     @property
     def data_seed(self) -> int:
-        """Seed of this group's data order."""
-        return self.trainer.seed + self.group
+        """Seed of this group's data order; distinct for every (seed, group) pair, so seed s's
+        group 1 never reads in the order of seed s + 1's group 0."""
+        return self.trainer.seed * 1000 + self.group
 
 
 SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig, "data": DataConfig}

@@ -10,6 +10,7 @@ from tf_codistill.tasks.base import Task
 TASKS = {
     "clusters": "tf_codistill.tasks.clusters:ClustersTask",
     "criteo": "tf_codistill.tasks.criteo:CriteoTask",
+    "hmm_lm": "tf_codistill.tasks.hidden_markov:HiddenMarkovTask",
     "imagenet": "tf_codistill.tasks.imagenet:ImageNetTask",
     "lm": "tf_codistill.tasks.lm:LanguageModelTask",
 }
