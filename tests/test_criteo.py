@@ -121,7 +121,8 @@ def test_the_pipeline_hashes_categoricals_as_keras_hashing_into_ids_in_range(tmp
     path = _write(tmp_path / "one.tsv", [GOOD_LINE, GOOD_LINE.replace("68fd1e64", "x")])
     raw, _ = _rows(criteo.criteo_dataset(path, 2))
     hashed, labels = _rows(criteo.criteo_dataset(path, 2, hash_buckets=16))
-    assert set(hashed) == {"integers", "categorical_ids"} and hashed["categorical_ids"].dtype == np.int64
+    assert set(hashed) == {"integers", "categorical_ids"}
+    assert hashed["categorical_ids"].dtype == np.int64
     expected = keras.layers.Hashing(num_bins=16)(raw["categorical"]).numpy()
     np.testing.assert_array_equal(hashed["categorical_ids"], expected)
     assert hashed["categorical_ids"][0, 0] != hashed["categorical_ids"][1, 0]

@@ -68,7 +68,8 @@ class CriteoTask(Task):
 
     def eval_dataset(self, context):
         return criteo_dataset(list(self.config.data.eval_files), self.config.trainer.batch_size,
-                              hash_buckets=self.config.model.hash_buckets, stats=self.stats, drop_remainder=True, input_context=context)
+                              hash_buckets=self.config.model.hash_buckets, stats=self.stats,
+                              drop_remainder=True, input_context=context)
 
     def metrics(self):
         return criteo_metrics()
