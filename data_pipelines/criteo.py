@@ -2,13 +2,15 @@
 
 A line is ``label \\t I1..I13 \\t C1..C26``: a 0/1 click label, 13 integer
 counts and 26 categorical features hashed to 8 hex digits; any feature may be
-empty (missing). The reader yields ``({"integers": float32[13],
-"categorical": string[26]}, label float32[1])``:
+empty (missing). The reader yields ``(features, label float32[1])``:
 
-* integers are log-transformed, ``log(1 + max(x, 0))``, missing -> 0, so that
-  counts spanning six orders of magnitude become inputs of similar scale;
-* categoricals stay strings (missing -> ""); the model hashes them into
-  embeddings with Keras preprocessing layers.
+* ``integers``: float32[13], log-transformed, ``log(1 + max(x, 0))``, missing ->
+  0, so that counts spanning six orders of magnitude become inputs of similar
+  scale;
+* with ``hash_buckets``, ``categorical_ids``: int64[26], each string hashed into
+  ``[0, hash_buckets)`` by ``hash_categoricals`` (what the trained model takes:
+  numbers only, so its steps compile with XLA); without, ``categorical``:
+  string[26], the raw values (missing -> ""), what a served model takes.
 
 Malformed lines (wrong field count, a label other than 0/1, a non-numeric
 integer feature) are skipped and counted by reason in a ``CriteoStats``, with
@@ -30,6 +32,7 @@ NUM_CATEGORICAL = 26
 NUM_FIELDS = 1 + NUM_INTEGER + NUM_CATEGORICAL
 INTEGER_KEY = "integers"
 CATEGORICAL_KEY = "categorical"
+CATEGORICAL_IDS_KEY = "categorical_ids"
 
 REASON_OK = 0
 REASON_FIELD_COUNT = 1
@@ -84,7 +87,8 @@ def criteo_dataset(file_patterns: str | Sequence[str], batch_size: int, *,
                    num_epochs: int | None = 1, shuffle_buffer: int = 10_000,
                    input_context: tf.distribute.InputContext | None = None,
                    drop_remainder: bool = False,
-                   parse_chunk: int = 1024) -> tf.data.Dataset:
+                   parse_chunk: int = 1024,
+                   hash_buckets: int | None = None) -> tf.data.Dataset:
     """Batches of (features, label) from Criteo-format TSV files.
 
     Args:
@@ -100,7 +104,11 @@ def criteo_dataset(file_patterns: str | Sequence[str], batch_size: int, *,
       input_context: from ``strategy.distribute_datasets_from_function``; files
         are split between input pipelines (lines, when files are too few).
       parse_chunk: lines parsed together; parsing is vectorized per chunk.
+      hash_buckets: hash the categoricals into this many ids per feature
+        (``categorical_ids``, for training); None keeps the raw strings.
     """
+    if hash_buckets is not None and hash_buckets < 1:
+        raise ValueError(f"hash_buckets must be >= 1 or None, got {hash_buckets}.")
     files = _list_files(file_patterns)
     stats = stats if stats is not None else CriteoStats()
     if input_context is not None:
@@ -124,6 +132,9 @@ def criteo_dataset(file_patterns: str | Sequence[str], batch_size: int, *,
                           deterministic=True)
     # Sequential: the counts are read-modify-write updates of one table.
     dataset = dataset.map(lambda *chunk: _count_and_filter(chunk, stats, strict))
+    if hash_buckets is not None:
+        dataset = dataset.map(lambda features, label: (hashed(features, hash_buckets), label),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.unbatch()
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
@@ -158,6 +169,24 @@ def parse_lines(lines) -> tuple[dict, tf.Tensor, tf.Tensor]:
     label = tf.strings.to_number(tf.where(label_ok, label_text, "0"), tf.float32)
     features = {INTEGER_KEY: integers, CATEGORICAL_KEY: categorical}
     return features, label[:, tf.newaxis], tf.cast(reason, tf.int32)
+
+
+def hash_categoricals(categorical, hash_buckets: int) -> tf.Tensor:
+    """string[..., 26] -> int64 ids in ``[0, hash_buckets)``: FarmHash64 modulo the buckets.
+
+    The one definition of the hashing, used by the training input and by the
+    served model (``models.criteo_dnn.serving_model``), so both feed the same ids.
+    It is ``keras.layers.Hashing(num_bins=hash_buckets)``'s hash, the one the model
+    applied itself before the hashing moved into the input: earlier checkpoints
+    see the same ids.
+    """
+    return tf.strings.to_hash_bucket_fast(categorical, hash_buckets)
+
+
+def hashed(features: dict, hash_buckets: int) -> dict:
+    """Raw features (``categorical`` strings) -> model inputs (``categorical_ids``)."""
+    return {INTEGER_KEY: features[INTEGER_KEY],
+            CATEGORICAL_IDS_KEY: hash_categoricals(features[CATEGORICAL_KEY], hash_buckets)}
 
 
 def _list_files(file_patterns):

@@ -177,11 +177,13 @@ def _optimizer(config):
 
 
 def _train_data(config, train_file, seed):
-    return criteo.criteo_dataset(train_file, config.batch_size, shuffle=True, seed=seed)
+    return criteo.criteo_dataset(train_file, config.batch_size, shuffle=True, seed=seed,
+                                 hash_buckets=config.hash_buckets)
 
 
 def _predict(model, eval_file, config):
-    logits = model.predict(criteo.criteo_dataset(eval_file, 4096), verbose=0)
+    logits = model.predict(criteo.criteo_dataset(eval_file, 4096,
+                                                 hash_buckets=config.hash_buckets), verbose=0)
     return churn.to_probabilities(logits, "sigmoid").numpy()
 
 

@@ -1,11 +1,13 @@
 """--jit_compile: every task's tiny config trains with XLA and matches graph mode."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from absl import flags as absl_flags
 
 from data_pipelines.criteo import write_synthetic_criteo
 from data_pipelines.imagenet import write_synthetic_imagenet_tfrecords
@@ -13,12 +15,16 @@ from tests.helpers import lm
 from tests.helpers import tiny_models
 from tf_codistill.core.model import CodistillModel
 from tf_codistill.core.teachers import FixedTeacher
+from tf_codistill.exchange import snapshots
+from tf_codistill.exchange.peers import CheckpointPeers, build_teacher_copy, named_weights
 from tf_codistill.runner import config as config_lib
+from tf_codistill.runner import flags as flags_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection
-from tf_codistill.tasks.criteo import CriteoModelSection
 from tf_codistill.tasks.imagenet import ImageNetModelSection
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _with_jit(config, jit_compile, model_dir):
@@ -93,18 +99,65 @@ def test_imagenet_trains_with_xla_like_graph_mode(tmp_path):
     assert np.isfinite(train_lib.run(_with_jit(config, True, tmp_path / "xla"))["eval_loss"])
 
 
-def test_criteo_refuses_jit_compile_before_writing_anything(tmp_path):
-    train = tmp_path / "train.tsv"
-    write_synthetic_criteo(str(train), 64, seed=0)
-    config = config_lib.RunConfig(
-        task="criteo", model_dir=str(tmp_path / "run"),
-        trainer=config_lib.TrainerConfig(train_steps=2, batch_size=16, jit_compile=True),
-        data=config_lib.DataConfig(train_files=(str(train),), eval_files=(str(train),)),
-        model=CriteoModelSection(hidden_units=(8,), hash_buckets=16, embedding_dim=2))
-    with pytest.raises(config_lib.ConfigError, match="--jit_compile is not available for "
-                       "--task=criteo"):
-        train_lib.run(config)
-    assert not (tmp_path / "run").exists()
+def _criteo_tiny_config(tmp_path, *flags):
+    """configs/criteo_tiny.flags as one group, on generated files."""
+    train, valid = tmp_path / "train.tsv", tmp_path / "valid.tsv"
+    write_synthetic_criteo(str(train), 256, seed=0)
+    write_synthetic_criteo(str(valid), 64, seed=1)
+    flag_values = absl_flags.FlagValues()
+    flags_lib.define_flags(flag_values)
+    flag_values(["train", f"--flagfile={CONFIGS / 'criteo_tiny.flags'}", "--num_groups=1",
+                 f"--train_files={train}", f"--eval_files={valid}", "--steps_per_loop=2",
+                 "--eval_steps=2", *flags])
+    return flags_lib.config_from_flags(flag_values)
+
+
+def test_criteo_train_steps_compile_with_xla_on_the_hashed_batch(tmp_path):
+    config = _criteo_tiny_config(tmp_path)
+    batch = next(iter(get_task(config).train_dataset(tf.distribute.InputContext())))
+    assert batch[0]["categorical_ids"].dtype == tf.int64
+    np.testing.assert_allclose(_fixed_batch_losses(config, batch, True),
+                               _fixed_batch_losses(config, batch, False), rtol=2e-3)
+
+
+@pytest.mark.slow
+def test_criteo_checkpoint_peers_teach_on_the_hashed_batch_under_xla(tmp_path):
+    """A peer group's published Criteo weights, in a teacher copy, score the student's batch."""
+    config = _criteo_tiny_config(tmp_path)
+    task = get_task(config)
+    features, labels = next(iter(task.train_dataset(tf.distribute.InputContext())))
+    keras.utils.set_random_seed(1)
+    peer_student = task.build_model(32)
+    peer_student.get_layer("logit").bias.assign([0.7])  # unlike the student's
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(2, named_weights(peer_student))
+    peers = CheckpointPeers([str(tmp_path / "peer")],
+                            lambda: build_teacher_copy(lambda: task.build_model(32), "float32"),
+                            poll_interval_s=60)
+    try:
+        peers._poller.poll_once()  # what the background thread does, without waiting for it
+        assert peers.swap_in_new_weights(3) == 1
+        np.testing.assert_allclose(peers.frozen_models[0](features), peer_student(features),
+                                   rtol=1e-6)
+        model = CodistillModel(task.build_model(32), peers, output_kind="sigmoid")
+        model.compile(keras.optimizers.Adagrad(0.05), jit_compile=True)
+        logs = model.train_on_batch(features, labels, return_dict=True)
+        assert logs["distill_loss"] > 0 and np.isfinite(logs["loss"])
+    finally:
+        peers.close()
+
+
+@pytest.mark.slow
+def test_criteo_trains_with_xla_like_graph_mode_alone_and_distilling(tmp_path):
+    """The hashing is in the input pipeline, so the model and its teacher copies compile."""
+    config = _criteo_tiny_config(tmp_path)
+    graph, xla = _graph_and_xla(config, tmp_path / "plain")
+    _assert_close(graph, xla)
+    teacher = str(tmp_path / "plain" / "graph" / "group_0")
+    distilling = _criteo_tiny_config(tmp_path, "--teacher=ensemble", f"--teacher_dirs={teacher}")
+    graph, xla = _graph_and_xla(distilling, tmp_path / "distilling")
+    assert xla["distill_loss"] > 0
+    _assert_close(graph, xla, keys=("train_loss", "train_total_loss", "distill_loss",
+                                    "eval_loss"))
 
 
 def test_codistill_model_compile_takes_keras_jit_compile():

@@ -150,7 +150,7 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
         train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
         if start_step >= config.trainer.train_steps:
             _build_restored(task, strategy, model)
-        _export(config, model, chief)
+        _export(config, task.serving_model(model.student), chief)
         eval_logs = _evaluate(config, task, strategy, model)
         agreement = evaluation.teacher_agreement(task, strategy, model.student, model.teacher,
                                                  config.trainer.eval_steps or None)
@@ -455,7 +455,8 @@ def _build_restored(task, strategy, model):
 
 
 def _export(config, model, chief):
-    """Saves the student to export/ whole: into a unique temporary directory, then renamed.
+    """Saves the served model (the task's ``serving_model`` of the student) to export/
+    whole: into a unique temporary directory, then renamed.
 
     A kill mid-save leaves export/ as it was (absent or complete) and a temporary
     directory that the next run of this group (the lease holder) removes. Object

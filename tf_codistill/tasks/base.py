@@ -23,6 +23,11 @@ class Task:
     def build_model(self, per_replica_batch: int) -> keras.Model:
         raise NotImplementedError
 
+    def serving_model(self, student: keras.Model) -> keras.Model:
+        """What export/ holds: the trained student, or a wrapper taking the raw inputs
+        where the input pipeline preprocesses them for training (Criteo's hashing)."""
+        return student
+
     def train_dataset(self, context: tf.distribute.InputContext) -> tf.data.Dataset:
         """Endless per-replica batches of this group's partition, this worker's shard."""
         raise NotImplementedError

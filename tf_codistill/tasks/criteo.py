@@ -1,4 +1,9 @@
-"""The paper's Criteo click-through set-up: hashed categoricals, a ReLU DNN, logistic output."""
+"""The paper's Criteo click-through set-up: hashed categoricals, a ReLU DNN, logistic output.
+
+The input pipeline hashes the categorical strings, so the trained model (and its
+teacher copies) see numbers only and compile with --jit_compile; the export
+takes the raw strings again (``serving_model``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import dataclasses
 
 from data_pipelines.criteo import CriteoStats, criteo_dataset
 from tf_codistill.runner.config import AT_LEAST_1, ConfigError, knob
-from tf_codistill.models.criteo_dnn import PAPER_HIDDEN_UNITS, build_criteo_dnn, criteo_metrics
+from tf_codistill.models.criteo_dnn import (PAPER_HIDDEN_UNITS, build_criteo_dnn,
+                                            criteo_metrics, serving_model)
 from tf_codistill.tasks.base import Task, group_input_context
 from tf_codistill.tasks.lm import expand_files
 
@@ -34,10 +40,6 @@ class CriteoTask(Task):
         self.stats = CriteoStats()
 
     def check_inputs(self):
-        if self.config.trainer.jit_compile:
-            raise ConfigError("--jit_compile is not available for --task=criteo: the model "
-                              "hashes its raw categorical strings (keras Hashing), and XLA "
-                              "compiles no string ops. Drop --jit_compile.")
         data = self.config.data
         if not data.train_files or not data.eval_files:
             raise ConfigError("--task=criteo needs --train_files and --eval_files: tab-separated "
@@ -53,8 +55,12 @@ class CriteoTask(Task):
                                 embedding_dim=model.embedding_dim,
                                 seed=self.config.init_seed)
 
+    def serving_model(self, student):
+        return serving_model(student)
+
     def train_dataset(self, context):
         return criteo_dataset(list(self.config.data.train_files), self.config.trainer.batch_size,
+                              hash_buckets=self.config.model.hash_buckets,
                               stats=self.stats, shuffle=True,
                               seed=self.config.data_seed,
                               num_epochs=None, drop_remainder=True,
@@ -62,7 +68,8 @@ class CriteoTask(Task):
 
     def eval_dataset(self, context):
         return criteo_dataset(list(self.config.data.eval_files), self.config.trainer.batch_size,
-                              stats=self.stats, drop_remainder=True, input_context=context)
+                              hash_buckets=self.config.model.hash_buckets, stats=self.stats,
+                              drop_remainder=True, input_context=context)
 
     def metrics(self):
         return criteo_metrics()

@@ -1,0 +1,135 @@
+"""Criteo: a codistillation step against a plain step, graph mode and XLA, in one run.
+
+    python benchmarks/criteo_step_cost.py                 # a CPU-sized DNN, batch 256
+    python benchmarks/criteo_step_cost.py --hidden_units=2560,1024,256 --hash_buckets=100000 \\
+        --batch_size=1024 --steps=5                       # the paper's DNN
+
+The batch is one batch of the training input (generated Criteo-format lines, hashed by the
+input pipeline as in training). Variants, each in graph mode and with jit_compile=True:
+  plain         the Criteo DNN compiled with its loss (no wrapper)
+  codistilled   CodistillModel with one float32 checkpoint peer loaded from a real
+                published snapshot
+Every model is built and traced outside the timing; timed blocks of --steps steps cycle
+through the variants --repeats times, so machine noise hits all alike. Figures are ratios to
+the fastest plain step; min and median are over blocks, spread is (max - min) / median.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from data_pipelines import criteo  # noqa: E402
+from tf_codistill.core.model import CodistillModel  # noqa: E402
+from tf_codistill.exchange import snapshots  # noqa: E402
+from tf_codistill.exchange.peers import (CheckpointPeers, build_teacher_copy,  # noqa: E402
+                                         named_weights)
+from tf_codistill.models.criteo_dnn import build_criteo_dnn  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("hidden_units", ["512", "256", "128"], "Widths of the DNN's hidden layers.")
+flags.DEFINE_integer("hash_buckets", 10_000, "Hash buckets per categorical feature.")
+flags.DEFINE_integer("embedding_dim", 16, "Embedding size of each categorical feature.")
+flags.DEFINE_integer("batch_size", 256, "Examples per step.")
+flags.DEFINE_integer("steps", 10, "Steps per timed block.")
+flags.DEFINE_integer("repeats", 7, "Timed blocks per variant.")
+flags.DEFINE_list("modes", ["graph", "xla"], "graph and/or xla.")
+
+
+def build_dnn(seed=0):
+    return build_criteo_dnn([int(u) for u in FLAGS.hidden_units],
+                            hash_buckets=FLAGS.hash_buckets,
+                            embedding_dim=FLAGS.embedding_dim, seed=seed)
+
+
+def plain(jit):
+    model = build_dnn()
+    model.compile(keras.optimizers.Adagrad(0.01),
+                  keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=jit)
+    return model
+
+
+def codistilled(peer_dir, jit):
+    peers = CheckpointPeers([peer_dir], lambda: build_teacher_copy(build_dnn, "float32"),
+                            poll_interval_s=3600)
+    peers._poller.poll_once()  # pylint: disable=protected-access
+    assert peers.swap_in_new_weights(0) == 1
+    model = CodistillModel(build_dnn(), peers, output_kind="sigmoid")
+    model.compile(keras.optimizers.Adagrad(0.01), jit_compile=jit)
+    return model, peers
+
+
+def one_batch(directory):
+    path = os.path.join(directory, "train.tsv")
+    criteo.write_synthetic_criteo(path, FLAGS.batch_size, seed=0)
+    return next(iter(criteo.criteo_dataset(path, FLAGS.batch_size,
+                                           hash_buckets=FLAGS.hash_buckets)))
+
+
+def block_time(model, x, y):
+    """(wall-clock, process CPU) seconds per step over one block."""
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(FLAGS.steps):
+        model.train_on_batch(x, y)
+    return ((time.perf_counter() - start) / FLAGS.steps,
+            (time.process_time() - cpu) / FLAGS.steps)
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as root:
+        x, y = one_batch(root)
+        peer_dir = os.path.join(root, "peer")
+        snapshots.PeerPublisher(peer_dir).publish(1, named_weights(build_dnn(seed=1)))
+        models, sources = {}, []
+        for mode in FLAGS.modes:
+            jit = mode == "xla"
+            models[f"plain, {mode}"] = plain(jit)
+            models[f"codistilled, {mode}"], source = codistilled(peer_dir, jit)
+            sources.append(source)
+        compile_s = {}
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.train_on_batch(x, y)  # trace and compile outside the timing
+            model.train_on_batch(x, y)
+            compile_s[name] = time.perf_counter() - start
+        times = {name: [] for name in models}
+        cpu_times = {name: [] for name in models}
+        for _ in range(FLAGS.repeats):
+            for name, model in models.items():
+                wall, cpu = block_time(model, x, y)
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
+        for source in sources:
+            source.close()
+    print(f"Criteo DNN {','.join(FLAGS.hidden_units)}, {FLAGS.hash_buckets} buckets x 26, "
+          f"embedding {FLAGS.embedding_dim}, batch {FLAGS.batch_size}; {FLAGS.repeats} "
+          f"alternating blocks of {FLAGS.steps} steps; TF {tf.__version__}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
+    _table("wall-clock", times, compile_s)
+    _table("process CPU time (all threads; less sensitive to other jobs on a shared machine)",
+           cpu_times, compile_s)
+
+
+def _table(title, times, compile_s):
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
+    base = medians[base_name]
+    print(f"\n{title}: ratios to the fastest plain step ({base_name}, median "
+          f"{base * 1e3:.1f} ms, {FLAGS.batch_size / base:,.0f} examples/s)")
+    print(f"{'variant':<24} {'median':>7} {'min':>6} {'spread':>7} {'ms':>8} {'first 2 s':>9}")
+    for name, samples in times.items():
+        median = medians[name]
+        spread = (max(samples) - min(samples)) / median
+        print(f"{name:<24} {median / base:7.3f} {min(samples) / base:6.3f} {spread:7.1%} "
+              f"{median * 1e3:8.1f} {compile_s[name]:9.1f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
