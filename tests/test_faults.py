@@ -330,18 +330,26 @@ def _killed_after(source, target, step):
 
 
 def _student_weights(group_dir):
+    """The student's variables in the newest checkpoint, and every replica's carried state."""
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(group_dir / "checkpoints")))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith("model/student") and "OPTIMIZER_SLOT" not in name}
+            if name.startswith(("model/student", "carried_state"))
+            and "OPTIMIZER_SLOT" not in name}
 
 
 @pytest.mark.slow
-def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(tmp_path,
-                                                                              corpus):
-    """Killed after step 3 of 6 and rerun: the same weights, carried state and loss at step 6
-    as the run that was never interrupted (default strategy, so the carried state too)."""
+@pytest.mark.parametrize("strategy_name, replicas", [("default", 1), ("mirrored", 2)])
+def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(
+        tmp_path, corpus, monkeypatch, request, strategy_name, replicas):
+    """Killed after step 3 of 6 and rerun: the same weights, per-replica carried state and
+    losses at step 6 as the run that was never interrupted, with one replica and with two
+    (MirroredStrategy over the two logical CPUs; the session's one MirroredStrategy, since
+    several in one process abort each other's all-reduces)."""
     import dataclasses
-    config = lm.lm_config(tmp_path / "whole", *corpus)
+    if strategy_name == "mirrored":
+        shared = request.getfixturevalue("mirrored_strategy")
+        monkeypatch.setattr(train_lib, "get_strategy", lambda name, tpu="": shared)
+    config = lm.lm_config(tmp_path / "whole", *corpus, strategy=strategy_name)
     config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
                                                                      keep_checkpoints=0))
     whole = train_lib.run(config)
@@ -352,6 +360,14 @@ def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(t
     expected = _student_weights(tmp_path / "whole" / "group_0")
     got = _student_weights(group_dir)
     assert expected.keys() == got.keys() and any("student/states" in k for k in got)
+    states = [k for k in got if k.startswith("carried_state")]
+    assert len(states) == 4  # h and c of two layers
+    per_replica_batch = config.trainer.batch_size // replicas
+    for name in states:
+        assert got[name].shape == (replicas, per_replica_batch, 16)
+        assert np.all(np.any(got[name] != 0, axis=(1, 2)))  # every replica's own state
+    if replicas > 1:
+        assert not np.allclose(got[states[0]][0], got[states[0]][1])  # not copies
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6,
                                    err_msg=name)
