@@ -275,6 +275,28 @@ def _start_workers(flags, group=0):
 
 
 @pytest.mark.slow
+def test_a_multi_worker_group_checkpoints_the_carried_state_of_every_worker(tmp_path):
+    """Gathering is a collective over both workers' replicas, in replica order, and every
+    replica gets its own rows back (tests/helpers/carried_state_worker.py)."""
+    from tests.test_multi_worker import free_ports, start_worker
+    cluster = [f"localhost:{port}" for port in free_ports(2)]
+    outputs = [tmp_path / f"worker{i}.npz" for i in range(2)]
+    workers = [start_worker(i, cluster, out, module="tests.helpers.carried_state_worker")
+               for i, out in enumerate(outputs)]
+    for worker in workers:
+        log, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, log[-3000:]
+    # Replica r filled state variable i (h, c of one layer) with 10 r + i + 1.
+    expected = np.array([[np.full((2, 3), 10 * r + i + 1) for r in range(2)]
+                         for i in range(2)])
+    for index, out in enumerate(outputs):
+        result = np.load(out)
+        assert int(result["worker"]) == index
+        np.testing.assert_array_equal(result["gathered"], expected)
+        np.testing.assert_array_equal(result["restored"], expected[:, index])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("victim, how", [(1, signal.SIGKILL), (0, signal.SIGSTOP)])
 def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_path, victim,
                                                                           how):

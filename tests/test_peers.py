@@ -223,3 +223,37 @@ def test_a_peer_that_finished_training_is_never_dropped(tmp_path):
         assert peers.stats()["peers_dropped"] == 0 and peers.stats()["dropped_peers"] == []
     finally:
         peers.close()
+
+
+def test_peers_never_receive_carried_state(tmp_path):
+    """A stateful LM publishes its weights without its per-stream state: a teacher copy
+    swaps in the weights and keeps its own (here zero) state, which belongs to the streams
+    it reads."""
+    import tensorflow as tf
+    from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+
+    def lm():
+        return StatefulLanguageModel(LanguageModelConfig(vocab_size=20, embedding_dim=4,
+                                                         units=3, num_layers=1),
+                                     batch_size=2, seed=1)
+    tokens = tf.constant([[1, 2, 3], [4, 5, 6]])
+    source = lm()
+    source(tokens)
+    state_names = {v.name for v in source.carried_state_variables}
+    assert all(np.any(v.numpy() != 0) for v in source.carried_state_variables)
+    published = named_weights(source)
+    assert len(published) == len(source.weights) - 2 == 12  # all but h and c
+    assert not any(name.endswith(("layer0_h", "layer0_c")) for name, _ in published)
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(40, published)
+    peers = CheckpointPeers([str(tmp_path / "peer")], lm, poll_interval_s=60)
+    try:
+        peers.frozen_models[0](tokens)
+        peers.frozen_models[0].reset_states()
+        assert _wait_for_snapshot(peers, step=45) == 1
+        copy = peers.frozen_models[0]
+        for mine, (_, theirs) in zip(
+                [v for v in copy.weights if v.name not in state_names], published):
+            np.testing.assert_array_equal(mine.numpy(), theirs)
+        assert all(np.all(v.numpy() == 0) for v in copy.carried_state_variables)
+    finally:
+        peers.close()
