@@ -229,6 +229,37 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
     _complete(group_dir, 600)
 
 
+@pytest.mark.slow
+def test_the_launcher_says_which_groups_already_run_and_exits_2(tmp_path, capsys):
+    """Group 1 is held by a live process (this one): its child exits 2 naming it, and the
+    launcher says so (not "failed; rerun") while group 0 trains as usual."""
+    from tf_codistill.runner import launch, layout
+    config = config_lib.RunConfig(
+        task="clusters", model_dir=str(tmp_path), num_groups=2,
+        trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=10, eval_steps=2,
+                                         train_steps=10),
+        model=ClustersModelSection(hidden_units=(32,), num_classes=8))
+    with lease_lib.Lease(layout.GroupLayout.of(str(tmp_path), 1).lease(""), "group 1") as held:
+        code = launch.run_local_groups(config)
+    output = capsys.readouterr().out
+    assert code == 2, output[-3000:]
+    assert (f"group 1 of {tmp_path} is already running (group 1: {lease_lib.describe(held.record)}"
+            f"); this launch did not start it again.") in output
+    assert "failed; rerun" not in output and "Traceback" not in output
+    assert runs.metrics(tmp_path, 0)["global_step"] == 10
+    assert not (tmp_path / "group_1" / "metrics.json").exists()
+
+
+def test_a_lease_held_message_names_its_holder_and_nothing_else_does(tmp_path):
+    path = str(tmp_path / "lease.json")
+    with lease_lib.Lease(path, "group 2") as held:
+        with pytest.raises(lease_lib.LeaseHeld) as refused:
+            lease_lib.Lease(path, "group 2").acquire()
+    assert (lease_lib.holder_named_in(f"error: {refused.value}\n")
+            == lease_lib.describe(held.record))
+    assert lease_lib.holder_named_in("error: --batch_size=3 does not split evenly") is None
+
+
 # A dead peer.
 
 def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
