@@ -289,8 +289,8 @@ def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
     assert {"peers_dropped", "teacher_dropped_steps"} <= scalars
 
 
-def test_the_staleness_limit_defaults_to_four_reload_intervals():
-    assert config_lib.CodistillConfig(reload_interval=50).teacher_staleness_limit == 200
+def test_the_staleness_limit_defaults_to_three_reload_intervals():
+    assert config_lib.CodistillConfig(reload_interval=50).teacher_staleness_limit == 150
     assert config_lib.CodistillConfig(reload_interval=50,
                                       max_teacher_staleness=70).teacher_staleness_limit == 70
 
