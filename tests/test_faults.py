@@ -305,6 +305,27 @@ def _start_workers(flags, group=0):
             for index in (0, 1)]
 
 
+def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_path,
+                                                                           mirrored_strategy):
+    from tf_codistill.core.carried_state import ReplicaCarriedState
+    from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+
+    def carried(strategy, replicas):
+        with strategy.scope():
+            model = StatefulLanguageModel(LanguageModelConfig(vocab_size=20, embedding_dim=4,
+                                                              units=3, num_layers=1),
+                                          batch_size=4 // replicas)
+        return ReplicaCarriedState(model, strategy)
+    one = carried(tf.distribute.get_strategy(), 1)
+    path = tf.train.Checkpoint(carried_state=one.variables).write(str(tmp_path / "ckpt"))
+    config = config_lib.RunConfig(group=1)
+    train_lib.check_same_replicas(path, config, one)
+    with pytest.raises(config_lib.ConfigError, match=r"group 1: .* was trained on 1 "
+                       r"replica\(s\) of 4 streams each, this run has 2 of 2\..* resume "
+                       r"with 1 replica\(s\)"):
+        train_lib.check_same_replicas(path, config, carried(mirrored_strategy, 2))
+
+
 @pytest.mark.slow
 def test_a_multi_worker_group_checkpoints_the_carried_state_of_every_worker(tmp_path):
     """Gathering is a collective over both workers' replicas, in replica order, and every

@@ -346,6 +346,7 @@ def _restore(checkpoint, config, student, carried):
     if latest is None:
         logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
         return 0
+    check_same_replicas(latest, config, carried)
     evaluation.restore_checkpoint(checkpoint, latest, student,
                                   "The model_dir holds a run of a different model; pass a new "
                                   "--model_dir.", keep_carried_state=True)
@@ -353,6 +354,25 @@ def _restore(checkpoint, config, student, carried):
     step = int(checkpoint.optimizer.iterations.numpy())
     print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
+
+
+def check_same_replicas(path, config, carried):
+    """A model that carries state splits its streams, and their state, per replica: a
+    resume with another number of replicas would give each replica other streams' state
+    (and read other streams), so it is refused, naming both counts."""
+    if not carried.variables:
+        return
+    shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    saved = next((shape for name, shape in shapes.items()
+                  if name.startswith("carried_state/0/")), None)
+    mine = carried.variables[0].shape.as_list()
+    if saved is not None and list(saved) != mine:
+        raise config_lib.ConfigError(
+            f"group {config.group}: {path} was trained on {saved[0]} replica(s) of "
+            f"{saved[1]} streams each, this run has {mine[0]} of {mine[1]}. A stateful "
+            f"model's streams and carried state are split per replica: resume with "
+            f"{saved[0]} replica(s) (the --strategy and devices of that run), or pass a new "
+            "--model_dir.")
 
 
 def _resumed_input(task, start_step):
