@@ -43,10 +43,10 @@ class ReplicaCarriedState:
     gives the others the state of streams they do not read. ``gather`` copies the
     state of every replica, of every worker, into one ``[replicas, *shape]`` variable
     per state variable (``variables``, to checkpoint next to the model), and
-    ``scatter`` gives each replica its own rows back after a restore. Both are
-    collectives under a multi-worker strategy: every worker calls them together, as it
-    saves and restores together. The variables live outside the model, so exports and
-    the weights peers receive never hold them.
+    ``scatter`` gives each replica its own rows back after a restore. Under a
+    multi-worker strategy ``gather`` is a collective: every worker calls it, as every
+    worker takes part in each save. The variables live outside the model, so exports
+    and the weights peers receive never hold them.
     """
 
     def __init__(self, model, strategy: tf.distribute.Strategy):
