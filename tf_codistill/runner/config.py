@@ -37,8 +37,8 @@ MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 TEACHERS = ("peers", "uniform", "unigram", "ensemble")
 # A healthy peer's snapshots reach this group every --reload_interval of the peer's steps,
 # plus a poll (0.5 s) and the write: ~75 steps for a peer 1.5x slower at interval 50.
-# Three intervals keep peers up to ~2.5x slower or one publish late; a dead peer still
-# stops pulling after 150 steps, not 200.
+# Three intervals keep peers up to ~2.5x slower, or one publish late; a dead peer stops
+# pulling 3 intervals after its last snapshot arrived (150 steps at interval 50).
 STALENESS_INTERVALS = 3
 
 
