@@ -1,8 +1,8 @@
 """Models that carry state across batches (the stateful LM): the one protocol for it.
 
 Such a model keeps per-stream state in variables that belong to its own input
-streams: checkpoints keep them, peers never receive them, and evaluation zeroes
-them before reading other streams.
+streams: checkpoints keep them (every replica's, through ``ReplicaCarriedState``),
+peers never receive them, and evaluation zeroes them before reading other streams.
 """
 
 from __future__ import annotations
