@@ -16,8 +16,10 @@ interval, --steps_per_loop), torn teacher loads (goal: 0) and the final eval los
 
     python benchmarks/fault_soak.py [--kills=6] [--train_steps=30000] [--seed=0]
 
-Resumed groups restart their input pipeline (no exact resume of the input position), so
-the faulty run's losses differ from the fault-free run's by more than rounding. Timings
+Resumed groups read on from their place in the data, but codistilling groups never repeat
+(which peer copy a group loads depends on when its peer published, and killed peers are
+dropped for a while), so the faulty run's losses differ from the fault-free run's by more
+than rounding. Timings
 on a shared VM are noisy; none are claimed here.
 """
 
@@ -50,7 +52,7 @@ _MIN_GAP = flags.DEFINE_float("min_gap_s", 4.0, "Shortest wait between two fault
 _MAX_GAP = flags.DEFINE_float("max_gap_s", 14.0, "Longest wait between two faults.")
 _WORK_DIR = flags.DEFINE_string("work_dir", "", "Where the runs go (default: a temp dir).")
 _STALENESS = flags.DEFINE_integer("max_teacher_staleness", 0, "Passed to the groups (0: "
-                                  "the train command's default, 4 x --reload_interval).")
+                                  "the train command's default, 3 x --reload_interval).")
 _CLEAN_RUNS = flags.DEFINE_integer("clean_runs", 2, "Fault-free runs (their spread is the "
                                    "noise the faulty run's losses compare with).")
 

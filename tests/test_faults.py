@@ -229,6 +229,37 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
     _complete(group_dir, 600)
 
 
+@pytest.mark.slow
+def test_the_launcher_says_which_groups_already_run_and_exits_2(tmp_path, capsys):
+    """Group 1 is held by a live process (this one): its child exits 2 naming it, and the
+    launcher says so (not "failed; rerun") while group 0 trains as usual."""
+    from tf_codistill.runner import launch, layout
+    config = config_lib.RunConfig(
+        task="clusters", model_dir=str(tmp_path), num_groups=2,
+        trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=10, eval_steps=2,
+                                         train_steps=10),
+        model=ClustersModelSection(hidden_units=(32,), num_classes=8))
+    with lease_lib.Lease(layout.GroupLayout.of(str(tmp_path), 1).lease(""), "group 1") as held:
+        code = launch.run_local_groups(config)
+    output = capsys.readouterr().out
+    assert code == 2, output[-3000:]
+    assert (f"group 1 of {tmp_path} is already running (group 1: {lease_lib.describe(held.record)}"
+            f"); this launch did not start it again.") in output
+    assert "failed; rerun" not in output and "Traceback" not in output
+    assert runs.metrics(tmp_path, 0)["global_step"] == 10
+    assert not (tmp_path / "group_1" / "metrics.json").exists()
+
+
+def test_a_lease_held_message_names_its_holder_and_nothing_else_does(tmp_path):
+    path = str(tmp_path / "lease.json")
+    with lease_lib.Lease(path, "group 2") as held:
+        with pytest.raises(lease_lib.LeaseHeld) as refused:
+            lease_lib.Lease(path, "group 2").acquire()
+    assert (lease_lib.holder_named_in(f"error: {refused.value}\n")
+            == lease_lib.describe(held.record))
+    assert lease_lib.holder_named_in("error: --batch_size=3 does not split evenly") is None
+
+
 # A dead peer.
 
 def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
@@ -258,8 +289,8 @@ def test_a_group_stops_distilling_from_a_peer_that_died_early(tmp_path, caplog):
     assert {"peers_dropped", "teacher_dropped_steps"} <= scalars
 
 
-def test_the_staleness_limit_defaults_to_four_reload_intervals():
-    assert config_lib.CodistillConfig(reload_interval=50).teacher_staleness_limit == 200
+def test_the_staleness_limit_defaults_to_three_reload_intervals():
+    assert config_lib.CodistillConfig(reload_interval=50).teacher_staleness_limit == 150
     assert config_lib.CodistillConfig(reload_interval=50,
                                       max_teacher_staleness=70).teacher_staleness_limit == 70
 
@@ -272,6 +303,49 @@ def _start_workers(flags, group=0):
     return [runs.start([*flags, f"--group={group}"], env={"TF_CONFIG": json.dumps(
         {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})})
             for index in (0, 1)]
+
+
+def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_path,
+                                                                           mirrored_strategy):
+    from tf_codistill.core.carried_state import ReplicaCarriedState
+    from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+
+    def carried(strategy, replicas):
+        with strategy.scope():
+            model = StatefulLanguageModel(LanguageModelConfig(vocab_size=20, embedding_dim=4,
+                                                              units=3, num_layers=1),
+                                          batch_size=4 // replicas)
+        return ReplicaCarriedState(model, strategy)
+    one = carried(tf.distribute.get_strategy(), 1)
+    path = tf.train.Checkpoint(carried_state=one.variables).write(str(tmp_path / "ckpt"))
+    config = config_lib.RunConfig(group=1)
+    train_lib.check_same_replicas(path, config, one)
+    with pytest.raises(config_lib.ConfigError, match=r"group 1: .* was trained on 1 "
+                       r"replica\(s\) of 4 streams each, this run has 2 of 2\..* resume "
+                       r"with 1 replica\(s\)"):
+        train_lib.check_same_replicas(path, config, carried(mirrored_strategy, 2))
+
+
+@pytest.mark.slow
+def test_a_multi_worker_group_checkpoints_the_carried_state_of_every_worker(tmp_path):
+    """Gathering is a collective over both workers' replicas, in replica order, and every
+    replica gets its own rows back (tests/helpers/carried_state_worker.py)."""
+    from tests.test_multi_worker import free_ports, start_worker
+    cluster = [f"localhost:{port}" for port in free_ports(2)]
+    outputs = [tmp_path / f"worker{i}.npz" for i in range(2)]
+    workers = [start_worker(i, cluster, out, module="tests.helpers.carried_state_worker")
+               for i, out in enumerate(outputs)]
+    for worker in workers:
+        log, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, log[-3000:]
+    # Replica r filled state variable i (h, c of one layer) with 10 r + i + 1.
+    expected = np.array([[np.full((2, 3), 10 * r + i + 1) for r in range(2)]
+                         for i in range(2)])
+    for index, out in enumerate(outputs):
+        result = np.load(out)
+        assert int(result["worker"]) == index
+        np.testing.assert_array_equal(result["gathered"], expected)
+        np.testing.assert_array_equal(result["restored"], expected[:, index])
 
 
 @pytest.mark.slow
@@ -330,18 +404,26 @@ def _killed_after(source, target, step):
 
 
 def _student_weights(group_dir):
+    """The student's variables in the newest checkpoint, and every replica's carried state."""
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(group_dir / "checkpoints")))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith("model/student") and "OPTIMIZER_SLOT" not in name}
+            if name.startswith(("model/student", "carried_state"))
+            and "OPTIMIZER_SLOT" not in name}
 
 
 @pytest.mark.slow
-def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(tmp_path,
-                                                                              corpus):
-    """Killed after step 3 of 6 and rerun: the same weights, carried state and loss at step 6
-    as the run that was never interrupted (default strategy, so the carried state too)."""
+@pytest.mark.parametrize("strategy_name, replicas", [("default", 1), ("mirrored", 2)])
+def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(
+        tmp_path, corpus, monkeypatch, request, strategy_name, replicas):
+    """Killed after step 3 of 6 and rerun: the same weights, per-replica carried state and
+    losses at step 6 as the run that was never interrupted, with one replica and with two
+    (MirroredStrategy over the two logical CPUs; the session's one MirroredStrategy, since
+    several in one process abort each other's all-reduces)."""
     import dataclasses
-    config = lm.lm_config(tmp_path / "whole", *corpus)
+    if strategy_name == "mirrored":
+        shared = request.getfixturevalue("mirrored_strategy")
+        monkeypatch.setattr(train_lib, "get_strategy", lambda name, tpu="": shared)
+    config = lm.lm_config(tmp_path / "whole", *corpus, strategy=strategy_name)
     config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
                                                                      keep_checkpoints=0))
     whole = train_lib.run(config)
@@ -352,6 +434,14 @@ def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(t
     expected = _student_weights(tmp_path / "whole" / "group_0")
     got = _student_weights(group_dir)
     assert expected.keys() == got.keys() and any("student/states" in k for k in got)
+    states = [k for k in got if k.startswith("carried_state")]
+    assert len(states) == 4  # h and c of two layers
+    per_replica_batch = config.trainer.batch_size // replicas
+    for name in states:
+        assert got[name].shape == (replicas, per_replica_batch, 16)
+        assert np.all(np.any(got[name] != 0, axis=(1, 2)))  # every replica's own state
+    if replicas > 1:
+        assert not np.allclose(got[states[0]][0], got[states[0]][1])  # not copies
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6,
                                    err_msg=name)

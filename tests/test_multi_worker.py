@@ -25,10 +25,10 @@ def free_ports(count):
     return ports
 
 
-def start_worker(index, cluster, out_path):
+def start_worker(index, cluster, out_path, module="tests.helpers.mwms_worker"):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(
         {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}))
-    return subprocess.Popen([sys.executable, "-m", "tests.helpers.mwms_worker", str(out_path)],
+    return subprocess.Popen([sys.executable, "-m", module, str(out_path)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -223,3 +223,87 @@ def test_a_peer_that_finished_training_is_never_dropped(tmp_path):
         assert peers.stats()["peers_dropped"] == 0 and peers.stats()["dropped_peers"] == []
     finally:
         peers.close()
+
+
+def test_peers_never_receive_carried_state(tmp_path):
+    """A stateful LM publishes its weights without its per-stream state: a teacher copy
+    swaps in the weights and keeps its own (here zero) state, which belongs to the streams
+    it reads."""
+    import tensorflow as tf
+    from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+
+    def lm():
+        return StatefulLanguageModel(LanguageModelConfig(vocab_size=20, embedding_dim=4,
+                                                         units=3, num_layers=1),
+                                     batch_size=2, seed=1)
+    tokens = tf.constant([[1, 2, 3], [4, 5, 6]])
+    source = lm()
+    source(tokens)
+    state_names = {v.name for v in source.carried_state_variables}
+    assert all(np.any(v.numpy() != 0) for v in source.carried_state_variables)
+    published = named_weights(source)
+    assert len(published) == len(source.weights) - 2 == 12  # all but h and c
+    assert not any(name.endswith(("layer0_h", "layer0_c")) for name, _ in published)
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(40, published)
+    peers = CheckpointPeers([str(tmp_path / "peer")], lm, poll_interval_s=60)
+    try:
+        peers.frozen_models[0](tokens)
+        peers.frozen_models[0].reset_states()
+        assert _wait_for_snapshot(peers, step=45) == 1
+        copy = peers.frozen_models[0]
+        for mine, (_, theirs) in zip(
+                [v for v in copy.weights if v.name not in state_names], published):
+            np.testing.assert_array_equal(mine.numpy(), theirs)
+        assert all(np.all(v.numpy() == 0) for v in copy.carried_state_variables)
+    finally:
+        peers.close()
+
+
+class _SlowPeers(keras.callbacks.Callback):
+    """Peers that publish at every multiple of ``interval`` of their own steps, each taking
+    ``slowness`` of the reader's steps per step; a copy reaches the reader ``latency`` steps
+    after it is written. A peer with ``dies_after`` publishes nothing past that step."""
+
+    def __init__(self, directories, peers, interval, slowness, latency, dies_after):
+        super().__init__()
+        self._publishers = [snapshots.PeerPublisher(d) for d in directories]
+        self._peers, self._step = peers, 0
+        self._arrivals = [{int(np.ceil(k * interval * slow)) + latency: k * interval
+                           for k in range(1, 1000) if k * interval <= (last or 10 ** 9)}
+                          for slow, last in zip(slowness, dies_after)]
+        self._source = tiny.classifier(7)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        for publisher, arrivals in zip(self._publishers, self._arrivals):
+            if self._step in arrivals:
+                publisher.publish(arrivals[self._step], named_weights(self._source))
+        self._peers._poller.poll_once()  # what the background thread does
+
+
+def test_the_default_staleness_limit_keeps_a_slow_peer_and_drops_a_dead_one(tmp_path):
+    """Peer 0 trains 2.5x slower than the reader and its copies arrive 2 steps after they
+    are written: never dropped. Peer 1 dies after its step 8: dropped 3 intervals after
+    its last copy arrived."""
+    from tf_codistill.runner import config as config_lib
+    interval, steps = 4, 80
+    limit = config_lib.CodistillConfig(reload_interval=interval).teacher_staleness_limit
+    directories = [str(tmp_path / "slow"), str(tmp_path / "dead")]
+    peers = CheckpointPeers(directories, lambda: tiny.classifier(3), reload_interval=interval,
+                            poll_interval_s=60, max_staleness=limit)
+    try:
+        x, y = tiny.classification_data(16)
+        model = tc.CodistillModel(tiny.classifier(1), peers)
+        model.compile(keras.optimizers.SGD(0.1))
+        model(x)
+        model.fit(x, y, batch_size=16, epochs=steps, verbose=0, callbacks=[_SlowPeers(
+            directories, peers, interval, slowness=(2.5, 1.0), latency=2,
+            dies_after=(None, 8))])
+        stats = peers.stats()
+    finally:
+        peers.close()
+    assert stats["peer_steps"] == {0: 28, 1: 8}  # the slow peer's copy of its step 28 at 72
+    assert stats["dropped_peers"] == [1] and stats["peers_dropped"] == 1
+    # Peer 1's step 8 arrived at step 10 (on a step the reader looks, being behind); the
+    # first step past the limit drops it.
+    assert stats["teacher_dropped_steps"] == steps - (10 + limit + 1)

@@ -24,13 +24,19 @@ class StopAtStep(StepCountingCallback):
 
 
 class CheckpointEveryLoop(keras.callbacks.Callback):
-    """Saves step, weights, optimizer slots and carried state after every loop."""
+    """Saves step, weights, optimizer slots and carried state after every loop.
 
-    def __init__(self, manager):
+    ``before_save`` runs first on every worker (gathering every replica's carried
+    state into the variables the checkpoint holds).
+    """
+
+    def __init__(self, manager, before_save=lambda: None):
         super().__init__()
         self._manager = manager
+        self._before_save = before_save
 
     def on_epoch_end(self, epoch, logs=None):
+        self._before_save()
         self._manager.save(checkpoint_number=self.model.optimizer.iterations)
 
 

@@ -35,6 +35,11 @@ from tf_codistill.runner.strategies import STRATEGIES
 PARTITIONS = ("disjoint", "same")
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 TEACHERS = ("peers", "uniform", "unigram", "ensemble")
+# A healthy peer's snapshots reach this group every --reload_interval of the peer's steps,
+# plus a poll (0.5 s) and the write: ~75 steps for a peer 1.5x slower at interval 50.
+# Three intervals keep peers up to ~2.5x slower, or one publish late; a dead peer stops
+# pulling 3 intervals after its last snapshot arrived (150 steps at interval 50).
+STALENESS_INTERVALS = 3
 
 
 class ConfigError(ValueError):
@@ -136,13 +141,15 @@ class CodistillConfig:
         0, "A peer that published nothing new for more than this many of this group's "
         "steps (dead, stalled or restarting) gets weight 0 until it publishes again; counted "
         "in metrics.json (peers_dropped, teacher_dropped_steps) and TensorBoard. A peer that "
-        "keeps publishing stays a teacher however far behind it is. 0: 4 x "
-        "--reload_interval.", valid=AT_LEAST_0)
+        "keeps publishing stays a teacher however far behind it is. 0: 3 x "
+        "--reload_interval, which keeps a healthy peer up to about 2.5 times slower than "
+        "this group (it publishes every --reload_interval of its own steps) or one publish "
+        "late, and drops a dead one 3 intervals after its last snapshot.", valid=AT_LEAST_0)
 
     @property
     def teacher_staleness_limit(self) -> int:
-        """--max_teacher_staleness resolved: 0 means 4 reload intervals."""
-        return self.max_teacher_staleness or 4 * self.reload_interval
+        """--max_teacher_staleness resolved: 0 means STALENESS_INTERVALS reload intervals."""
+        return self.max_teacher_staleness or STALENESS_INTERVALS * self.reload_interval
 
 
 @dataclasses.dataclass(frozen=True)

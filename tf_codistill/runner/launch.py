@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import layout
+from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.flags import CONFIG_FLAG
 from tf_codistill.runner.layout import BASELINE
 
@@ -49,7 +50,12 @@ def baseline_config(config: config_lib.RunConfig) -> config_lib.RunConfig:
 
 
 def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> int:
-    """Starts every group (and the baseline), waits for all, prints the summary."""
+    """Starts every group (and the baseline), waits for all, prints the summary.
+
+    Returns 0, or 2 when some groups were already running (their children exit 2
+    because another process holds the group's lease; this launch adds nothing for
+    them), or 1 when a group failed.
+    """
     path = write_launch_config(config)
     commands = {g: group_command(path, g) for g in range(config.num_groups)}
     if baseline:
@@ -57,7 +63,8 @@ def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> in
     processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
                  for name, command in commands.items()}
-    echoes = [threading.Thread(target=_echo, args=(name, p.stdout), daemon=True)
+    errors = {name: [] for name in processes}
+    echoes = [threading.Thread(target=_echo, args=(name, p.stdout, errors[name]), daemon=True)
               for name, p in processes.items()]
     for thread in echoes:
         thread.start()
@@ -69,12 +76,34 @@ def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> in
         raise
     for thread in echoes:
         thread.join()
-    failed = [name for name, code in codes.items() if code != 0]
+    running = {name: holder for name, code in codes.items() if code == 2
+               for holder in [_holder(errors[name])] if holder is not None}
+    failed = [name for name, code in codes.items() if code != 0 and name not in running]
+    if running:
+        print(_already_running_message(config, running), flush=True)
     if failed:
         print(f"groups {failed} failed; rerun the same command to resume them.", flush=True)
-        return 1
+    if failed or running:
+        return 1 if failed else 2
     print(summary(config, baseline), flush=True)
     return 0
+
+
+def _holder(error_lines: list[str]) -> str | None:
+    """The lease holder a child's error names, if it stopped because its group runs."""
+    return next((holder for line in reversed(error_lines)
+                 for holder in [lease_lib.holder_named_in(line)] if holder), None)
+
+
+def _already_running_message(config, running: dict) -> str:
+    """Which groups another process already runs, naming each holder; what to do."""
+    holders = "; ".join(f"{_label(name)}: {holder}" for name, holder in running.items())
+    names = ", ".join(_label(name) for name in running)
+    verb, pronoun = ("is", "it") if len(running) == 1 else ("are", "them")
+    return (f"{names} of {config.model_dir} {verb} already running ({holders}); this "
+            f"launch did not start {pronoun} again. Wait for those processes to finish "
+            "(each group writes group_<k>/metrics.json last), or stop them and run this "
+            "command again to resume.")
 
 
 def summary(config: config_lib.RunConfig, baseline: bool = False) -> str:
@@ -94,8 +123,15 @@ def summary(config: config_lib.RunConfig, baseline: bool = False) -> str:
             "(checkpoints, published, logs, metrics.json, export)")
 
 
-def _echo(name, stream):
-    label = name if name == BASELINE else f"group {name}"
+def _label(name) -> str:
+    return name if name == BASELINE else f"group {name}"
+
+
+def _echo(name, stream, error_lines: list[str]):
+    """Echoes a child's output with its label, keeping its error lines for the launcher."""
+    label = _label(name)
     for line in stream:
+        if line.startswith("error: "):
+            error_lines.append(line)
         sys.stdout.write(f"[{label}] {line}")
         sys.stdout.flush()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -58,6 +59,16 @@ def unique_temporary(path: str) -> str:
 def describe(holder: dict) -> str:
     return (f"host {holder.get('host', '?')} pid {holder.get('pid', '?')} "
             f"since {holder.get('since', '?')}")
+
+
+_ALREADY_RUNNING = re.compile(r" is already running \((host \S+ pid \S+ since [^;]*);")
+
+
+def holder_named_in(message: str) -> Optional[str]:
+    """The holder a LeaseHeld message names ("host H pid P since S"), None if the message
+    is not one: how a launcher tells a group already running from one that failed."""
+    match = _ALREADY_RUNNING.search(message)
+    return match.group(1) if match else None
 
 
 def pid_namespace() -> str:

@@ -23,7 +23,7 @@ import tf_keras as keras
 from absl import logging
 
 from tf_codistill.runner import callbacks as callbacks_lib
-from tf_codistill.core.carried_state import reset_carried_state
+from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
 from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
@@ -138,16 +138,18 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
     keras.utils.set_random_seed(config.init_seed)
     model, peers = _build(config, task, strategy)
     try:
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        carried = ReplicaCarriedState(model.student, strategy)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                         carried_state=carried.variables)
         manager = tf.train.CheckpointManager(
             checkpoint, _writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
-        start_step = _restore(checkpoint, config, model.student,
-                              exact_state=strategy.num_replicas_in_sync == 1)
+        start_step = _restore(checkpoint, config, model.student, carried)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
-        train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step)
+        train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step,
+                                     carried)
         if start_step >= config.trainer.train_steps:
             _build_restored(task, strategy, model)
         _export(config, task.serving_model(model.student), chief)
@@ -330,27 +332,47 @@ def _writable_dir(directory, chief):
     return tempfile.mkdtemp(prefix="tf_codistill_worker_")
 
 
-def _restore(checkpoint, config, student, exact_state=False):
+def _restore(checkpoint, config, student, carried):
     """Restores the group's newest checkpoint on every worker; returns its step.
 
     Non-chief workers save to private directories but restore from the chief's,
     so a resumed multi-worker group starts from one state. The training input
-    resumes where the checkpoint left it (``_resumed_input``); with
-    ``exact_state`` (one replica) the carried LM state does too. With several
-    replicas it starts from zero: a checkpoint keeps the first replica's
-    carried state only (ONLY_FIRST_REPLICA), which belongs to that replica's
-    streams alone.
+    resumes where the checkpoint left it (``_resumed_input``), and so does every
+    replica's carried LM state (``carried``: saved whole, given back per replica).
+    A checkpoint written before it held every replica's state restarts that state
+    from zero.
     """
     latest = tf.train.latest_checkpoint(config.layout.checkpoints)
     if latest is None:
         logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
         return 0
+    check_same_replicas(latest, config, carried)
     evaluation.restore_checkpoint(checkpoint, latest, student,
                                   "The model_dir holds a run of a different model; pass a new "
-                                  "--model_dir.", keep_carried_state=exact_state)
+                                  "--model_dir.", keep_carried_state=True)
+    carried.scatter()
     step = int(checkpoint.optimizer.iterations.numpy())
     print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
+
+
+def check_same_replicas(path, config, carried):
+    """A model that carries state splits its streams, and their state, per replica: a
+    resume with another number of replicas would give each replica other streams' state
+    (and read other streams), so it is refused, naming both counts."""
+    if not carried.variables:
+        return
+    shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    saved = next((shape for name, shape in shapes.items()
+                  if name.startswith("carried_state/0/")), None)
+    mine = carried.variables[0].shape.as_list()
+    if saved is not None and list(saved) != mine:
+        raise config_lib.ConfigError(
+            f"group {config.group}: {path} was trained on {saved[0]} replica(s) of "
+            f"{saved[1]} streams each, this run has {mine[0]} of {mine[1]}. A stateful "
+            f"model's streams and carried state are split per replica: resume with "
+            f"{saved[0]} replica(s) (the --strategy and devices of that run), or pass a new "
+            "--model_dir.")
 
 
 def _resumed_input(task, start_step):
@@ -370,7 +392,7 @@ def _resumed_input(task, start_step):
     return dataset_fn
 
 
-def _train(config, task, strategy, model, manager, chief, start_step):
+def _train(config, task, strategy, model, manager, chief, start_step, carried):
     total = config.trainer.train_steps
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
@@ -395,7 +417,7 @@ def _train(config, task, strategy, model, manager, chief, start_step):
         model.teacher, writer)
     callbacks = [callbacks_lib.StopAtStep(total),
                  PublishCallback(publisher, model.student, config.codistill.reload_interval),
-                 callbacks_lib.CheckpointEveryLoop(manager), progress, step_timer]
+                 callbacks_lib.CheckpointEveryLoop(manager, carried.gather), progress, step_timer]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(
             config.layout.logs, update_freq=steps_per_loop))
