@@ -163,9 +163,12 @@ def test_time_to_target_end_to_end_on_a_tiny_lm(tmp_path, corpus):
     root, results = str(tmp_path / "runs"), tmp_path / "results"
     result = lm_experiments.time_to_target(
         root, str(results), train_steps=6, burn_in_steps=3, seeds=(0,), batch_scan=(1, 2),
-        timing_steps=4, timing_repeats=1, time_whole_batches=False, extra_flags=TINY,
+        timing_steps=8, timing_repeats=1, time_whole_batches=False, extra_flags=TINY,
         corpus=corpus)
     summary = result["summary"]
+    timed = json.loads((tmp_path / "runs" / "timing" / "codistill_rep0" / "group_0"
+                        / "metrics.json").read_text())
+    assert timed["teacher_reloads"] >= 1  # the timed codistilled steps ran a teacher
     assert set(summary["arms"]) == {"sync SGD, batch 1x (baseline)",
                                     "sync SGD, batch 2x (lr x sqrt 2)", "2-way codistillation"}
     assert summary["reference"] in ("sync SGD, batch 1x (baseline)",

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -251,8 +252,13 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
     if step_times is None:
         variants = timing_variants(flags, batch_size, learning_rate, lr_scaling,
                                    factors if time_whole_batches else [1], num_groups)
-        step_times = {"source": "benchmark: each variant trained alone, alternating",
-                      **benchmark_step_times(variants, root, timing_steps, timing_repeats)}
+        trained = codistill_arm(seeds[0], num_groups).group_dirs(root)
+        peers = {"codistill": {g: layout.GroupLayout(d).published
+                               for g, d in enumerate(trained) if g}}
+        step_times = {"source": "benchmark: each variant trained alone, alternating; the "
+                                "codistilled group with its trained peers' snapshots loaded",
+                      **benchmark_step_times(variants, root, timing_steps, timing_repeats,
+                                             peer_snapshots=peers)}
     parameter_bytes = _parameter_bytes(reference_dir)
     summary = summarize_time_to_target(
         {label: {k: v for k, v in info.items() if k != "seeds"} for label, info in arms.items()},
@@ -310,12 +316,14 @@ def timing_variants(flags, batch_size, learning_rate, lr_scaling, factors, num_g
     """The train commands whose step time the time model needs, one machine each.
 
     "plain": a sync step at 1x (one machine's share of any sync arm); "codistill": one
-    codistilled group's step (teacher forward included), run without its peers;
-    "plain_<k>x": a sync arm's whole batch on this one machine, for reference.
+    codistilled group's step with its teacher forward on every step (no burn-in; its
+    peers' published snapshots are put in place before it starts, see
+    ``benchmark_step_times``), run without its peers' processes; "plain_<k>x": a sync
+    arm's whole batch on this one machine, for reference.
     """
     variants = {"plain": [*flags, "--num_groups=1"],
                 "codistill": [*flags, *codistill_arm(0, num_groups).flags,
-                              f"--num_groups={num_groups}", "--group=0"]}
+                              f"--num_groups={num_groups}", "--group=0", "--burn_in_steps=0"]}
     for factor in factors:
         if factor > 1:
             variants[f"plain_{factor}x"] = [
@@ -325,14 +333,19 @@ def timing_variants(flags, batch_size, learning_rate, lr_scaling, factors, num_g
 
 
 def benchmark_step_times(variants: dict[str, list[str]], root: str, steps: int,
-                         repeats: int, echo=print) -> dict:
+                         repeats: int, echo=print,
+                         peer_snapshots: dict[str, dict[int, str]] | None = None) -> dict:
     """Median step time of each variant, each trained alone for ``steps`` steps.
 
     Variants alternate (the order rotates every repeat), each run in a fresh model_dir
     under ``<root>/timing``; a finished run is reused, so an interrupted benchmark
-    resumes. Returns {variant: {"median_s", "values_s"}}; every value is one run's
-    median step time (metrics.json).
+    resumes. ``peer_snapshots``: variant -> {peer group: a published directory} copied
+    into the run's model_dir first, so a codistilled group loads real teachers (a
+    finished peer's snapshot is never dropped) and its timed steps include their
+    forwards; such a run that loaded no teacher is an error. Returns {variant:
+    {"median_s", "values_s"}}; every value is one run's median step time (metrics.json).
     """
+    peer_snapshots = peer_snapshots or {}
     timing_root = os.path.join(root, "timing")
     os.makedirs(timing_root, exist_ok=True)
     names = list(variants)
@@ -344,6 +357,9 @@ def benchmark_step_times(variants: dict[str, list[str]], root: str, steps: int,
             metrics_path = layout.GroupLayout.of(model_dir, _group_flag(variants[name])).metrics
             if not os.path.exists(metrics_path):
                 echo(f"timing {name} (repeat {repeat + 1} of {repeats}) ...")
+                for peer, published in peer_snapshots.get(name, {}).items():
+                    shutil.copytree(published, layout.GroupLayout.of(model_dir, peer).published,
+                                    dirs_exist_ok=True)
                 command = [sys.executable, "-m", "tf_codistill.train", *variants[name],
                            f"--train_steps={steps}", f"--steps_per_loop={steps}",
                            "--eval_steps=1", "--keep_checkpoints=1",
@@ -352,7 +368,11 @@ def benchmark_step_times(variants: dict[str, list[str]], root: str, steps: int,
                     if subprocess.call(command, stdout=log, stderr=subprocess.STDOUT):
                         raise RuntimeError(f"timing run {name} failed; see {log.name}")
             with open(metrics_path) as f:
-                values[name].append(json.load(f)["step_time_median_s"])
+                metrics = json.load(f)
+            if name in peer_snapshots and not metrics.get("teacher_reloads"):
+                raise RuntimeError(f"timing run {name} in {model_dir} loaded no peer teacher, "
+                                   "so it timed plain steps; delete it and rerun.")
+            values[name].append(metrics["step_time_median_s"])
     return {name: {"median_s": float(statistics.median(v)), "values_s": v}
             for name, v in values.items()}
 
