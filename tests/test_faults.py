@@ -319,7 +319,9 @@ def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_p
     one = carried(tf.distribute.get_strategy(), 1)
     path = tf.train.Checkpoint(carried_state=one.variables).write(str(tmp_path / "ckpt"))
     config = config_lib.RunConfig(group=1)
-    train_lib.check_same_replicas(path, config, one)
+    assert train_lib.check_same_replicas(path, config, one)  # holds every replica's state
+    older = tf.train.Checkpoint(step=tf.Variable(3)).write(str(tmp_path / "older"))
+    assert not train_lib.check_same_replicas(older, config, one)  # from before it did
     with pytest.raises(config_lib.ConfigError, match=r"group 1: .* was trained on 1 "
                        r"replica\(s\) of 4 streams each, this run has 2 of 2\..* resume "
                        r"with 1 replica\(s\)"):

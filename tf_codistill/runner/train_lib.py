@@ -339,18 +339,22 @@ def _restore(checkpoint, config, student, carried):
     so a resumed multi-worker group starts from one state. The training input
     resumes where the checkpoint left it (``_resumed_input``), and so does every
     replica's carried LM state (``carried``: saved whole, given back per replica).
-    A checkpoint written before it held every replica's state restarts that state
-    from zero.
+    A checkpoint written before it held every replica's state keeps the state it
+    has with one replica (the first replica's is all there is) and restarts it from
+    zero with several.
     """
     latest = tf.train.latest_checkpoint(config.layout.checkpoints)
     if latest is None:
         logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
         return 0
-    check_same_replicas(latest, config, carried)
+    whole = check_same_replicas(latest, config, carried)
     evaluation.restore_checkpoint(checkpoint, latest, student,
                                   "The model_dir holds a run of a different model; pass a new "
                                   "--model_dir.", keep_carried_state=True)
-    carried.scatter()
+    if whole:
+        carried.scatter()
+    elif len(carried.variables) and carried.variables[0].shape[0] > 1:
+        reset_carried_state(student)
     step = int(checkpoint.optimizer.iterations.numpy())
     print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
     return step
@@ -359,9 +363,10 @@ def _restore(checkpoint, config, student, carried):
 def check_same_replicas(path, config, carried):
     """A model that carries state splits its streams, and their state, per replica: a
     resume with another number of replicas would give each replica other streams' state
-    (and read other streams), so it is refused, naming both counts."""
+    (and read other streams), so it is refused, naming both counts. Returns whether the
+    checkpoint holds every replica's state."""
     if not carried.variables:
-        return
+        return False
     shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
     saved = next((shape for name, shape in shapes.items()
                   if name.startswith("carried_state/0/")), None)
@@ -373,6 +378,7 @@ def check_same_replicas(path, config, carried):
             f"model's streams and carried state are split per replica: resume with "
             f"{saved[0]} replica(s) (the --strategy and devices of that run), or pass a new "
             "--model_dir.")
+    return saved is not None
 
 
 def _resumed_input(task, start_step):
