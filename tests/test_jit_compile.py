@@ -174,3 +174,15 @@ def test_codistill_model_compile_takes_keras_jit_compile():
         losses[jit] = model.fit(x, y, batch_size=16, epochs=1, shuffle=False,
                                 verbose=0).history["loss"]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_xla_on_several_cpu_devices_is_refused_before_anything_is_written(tmp_path,
+                                                                         mirrored_strategy):
+    config = config_lib.RunConfig(task="clusters", model_dir=str(tmp_path),
+                                  strategy="mirrored",
+                                  trainer=config_lib.TrainerConfig(jit_compile=True))
+    with pytest.raises(config_lib.ConfigError, match="--jit_compile with 2 CPU devices"):
+        train_lib._check_fits_strategy(config, mirrored_strategy)
+    one_device = dataclasses.replace(config, strategy="default")
+    train_lib._check_fits_strategy(one_device, tf.distribute.get_strategy())
+    assert not list(tmp_path.iterdir())

@@ -285,6 +285,14 @@ def _check_fits_strategy(config, strategy):
         raise config_lib.ConfigError(
             f"--batch_size={config.trainer.batch_size} does not split evenly over "
             f"{replicas} replicas; pass a multiple of {replicas}.")
+    devices = (strategy.extended.worker_devices
+               if isinstance(strategy, tf.distribute.MirroredStrategy) else ())
+    if config.trainer.jit_compile and len(devices) > 1 and all("CPU" in d for d in devices):
+        raise config_lib.ConfigError(
+            f"--jit_compile with {len(devices)} CPU devices in one process: TensorFlow's XLA "
+            "step cannot read the variables of the other devices' replicas (\"Trying to "
+            "access resource ... located in device CPU:1 from device CPU:0\"); drop "
+            "--jit_compile, or train on one device (--strategy=default).")
 
 
 def _per_replica_batch(config, strategy):
