@@ -179,6 +179,7 @@ def test_the_dnn_learns_the_generated_structure(criteo_files):
     assert logs["auc"] > 0.6  # 0.5 is chance
 
 
+@pytest.mark.slow
 def test_two_way_codistillation_trains_under_mirrored_strategy(criteo_files, mirrored_strategy):
     train, valid, _ = criteo_files
     make = lambda seed: build_criteo_dnn((16, 8), hash_buckets=64, embedding_dim=2, seed=seed)

@@ -83,6 +83,7 @@ def test_a_run_is_scored_on_a_stream_of_another_batch_size(two_runs):
     assert loss == pytest.approx(metrics["eval_loss"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_a_curve_scores_every_kept_checkpoint(two_runs):
     (config, metrics), (other, _) = two_runs
     assert list(evaluation.checkpoint_steps(config.group_dir)) == [3, 6]

@@ -171,6 +171,7 @@ def test_a_rerun_after_a_half_written_export_replaces_it(tmp_path, corpus):
     _complete(group_dir, 6)
 
 
+@pytest.mark.slow
 def test_a_rerun_after_metrics_json_changes_nothing(tmp_path, corpus, capsys):
     config = lm.lm_config(tmp_path, *corpus)
     first = train_lib.run(config)

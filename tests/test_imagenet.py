@@ -154,6 +154,7 @@ def _tfds_config(tmp_path):
         model=ImageNetModelSection(image_model="small_resnet", image_size=SIZE))
 
 
+@pytest.mark.slow
 def test_imagenet_trains_from_tfds_imagenet2012(tmp_path):
     import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):

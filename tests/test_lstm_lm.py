@@ -1,6 +1,7 @@
 """The stateful LM: state carried across batches, per replica under MirroredStrategy."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
@@ -44,6 +45,7 @@ def test_layer_norm_off_uses_the_plain_lstm_and_carries_state_too():
     assert not np.allclose(first, after_state)
 
 
+@pytest.mark.slow
 def test_each_replica_carries_the_state_of_its_own_rows(mirrored_strategy):
     tokens = _tokens(4, 8, seed=1)
     with mirrored_strategy.scope():

@@ -45,6 +45,7 @@ def test_bfloat16_group_trains_with_a_distillation_term(tmp_path):
     assert metrics["distill_loss"] > 0
 
 
+@pytest.mark.slow
 def test_bfloat16_lm_trains_and_keeps_float32_state(tmp_path):
     files, vocab = lm.make_corpus(tmp_path)
     config = lm.lm_config(tmp_path / "run", files, vocab)
