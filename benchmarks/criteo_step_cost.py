@@ -15,15 +15,15 @@ the fastest plain step; min and median are over blocks, spread is (max - min) / 
 """
 
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+import step_timing  # noqa: E402  (benchmarks/step_timing.py: alternating timed blocks)
 
 from data_pipelines import criteo  # noqa: E402
 from tf_codistill.core.model import CodistillModel  # noqa: E402
@@ -72,15 +72,6 @@ def one_batch(directory):
                                            hash_buckets=FLAGS.hash_buckets)))
 
 
-def block_time(model, x, y):
-    """(wall-clock, process CPU) seconds per step over one block."""
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(FLAGS.steps):
-        model.train_on_batch(x, y)
-    return ((time.perf_counter() - start) / FLAGS.steps,
-            (time.process_time() - cpu) / FLAGS.steps)
-
-
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as root:
@@ -93,42 +84,15 @@ def main(argv):
             models[f"plain, {mode}"] = plain(jit)
             models[f"codistilled, {mode}"], source = codistilled(peer_dir, jit)
             sources.append(source)
-        compile_s = {}
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(x, y)  # trace and compile outside the timing
-            model.train_on_batch(x, y)
-            compile_s[name] = time.perf_counter() - start
-        times = {name: [] for name in models}
-        cpu_times = {name: [] for name in models}
-        for _ in range(FLAGS.repeats):
-            for name, model in models.items():
-                wall, cpu = block_time(model, x, y)
-                times[name].append(wall)
-                cpu_times[name].append(cpu)
+        compile_s, times, cpu_times = step_timing.time_variants(
+            models, x, y, FLAGS.steps, FLAGS.repeats)
         for source in sources:
             source.close()
     print(f"Criteo DNN {','.join(FLAGS.hidden_units)}, {FLAGS.hash_buckets} buckets x 26, "
           f"embedding {FLAGS.embedding_dim}, batch {FLAGS.batch_size}; {FLAGS.repeats} "
           f"alternating blocks of {FLAGS.steps} steps; TF {tf.__version__}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
-    _table("wall-clock", times, compile_s)
-    _table("process CPU time (all threads; less sensitive to other jobs on a shared machine)",
-           cpu_times, compile_s)
-
-
-def _table(title, times, compile_s):
-    medians = {name: statistics.median(samples) for name, samples in times.items()}
-    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
-    base = medians[base_name]
-    print(f"\n{title}: ratios to the fastest plain step ({base_name}, median "
-          f"{base * 1e3:.1f} ms, {FLAGS.batch_size / base:,.0f} examples/s)")
-    print(f"{'variant':<24} {'median':>7} {'min':>6} {'spread':>7} {'ms':>8} {'first 2 s':>9}")
-    for name, samples in times.items():
-        median = medians[name]
-        spread = (max(samples) - min(samples)) / median
-        print(f"{name:<24} {median / base:7.3f} {min(samples) / base:6.3f} {spread:7.1%} "
-              f"{median * 1e3:8.1f} {compile_s[name]:9.1f}")
+    step_timing.print_tables(compile_s, times, cpu_times, FLAGS.batch_size, "examples")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ median are over blocks, spread is (max - min) / median of the blocks.
 """
 
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -30,6 +28,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+import step_timing  # noqa: E402  (benchmarks/step_timing.py: alternating timed blocks)
 
 from tf_codistill.core.model import CodistillModel  # noqa: E402
 from tf_codistill.exchange import snapshots  # noqa: E402
@@ -82,15 +82,6 @@ def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_p
     return model, peers
 
 
-def block_time(model, x, y):
-    """(wall-clock, process CPU) seconds per step over one block."""
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(FLAGS.steps):
-        model.train_on_batch(x, y)
-    return ((time.perf_counter() - start) / FLAGS.steps,
-            (time.process_time() - cpu) / FLAGS.steps)
-
-
 def main(argv):
     del argv
     rng = np.random.RandomState(0)
@@ -128,19 +119,8 @@ def main(argv):
             models[f"no peer published yet, {mode}"], source = codistilled(
                 empty, "float32", jit, published=False)
             sources.append(source)
-        compile_s = {}
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(x, y)  # trace and compile outside the timing
-            model.train_on_batch(x, y)
-            compile_s[name] = time.perf_counter() - start
-        times = {name: [] for name in models}
-        cpu_times = {name: [] for name in models}
-        for _ in range(FLAGS.repeats):
-            for name, model in models.items():
-                wall, cpu = block_time(model, x, y)
-                times[name].append(wall)
-                cpu_times[name].append(cpu)
+        compile_s, times, cpu_times = step_timing.time_variants(
+            models, x, y, FLAGS.steps, FLAGS.repeats)
         for source in sources:
             source.close()
     print(f"LM 2 x LSTM {FLAGS.units} (layer_norm={FLAGS.layer_norm}), embedding "
@@ -148,23 +128,9 @@ def main(argv):
           f"{FLAGS.seq_len}; {FLAGS.repeats} alternating blocks of {FLAGS.steps} steps; "
           f"TF {tf.__version__}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs at the end")
-    _table("wall-clock", times, compile_s)
-    _table("process CPU time (all threads; less sensitive to other jobs on a shared machine)",
-           cpu_times, compile_s)
+    step_timing.print_tables(compile_s, times, cpu_times, FLAGS.batch_size * FLAGS.seq_len,
+                             "tokens")
 
-
-def _table(title, times, compile_s):
-    medians = {name: statistics.median(samples) for name, samples in times.items()}
-    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
-    base = medians[base_name]
-    print(f"\n{title}: ratios to the fastest plain step ({base_name}, median "
-          f"{base * 1e3:.1f} ms, {FLAGS.batch_size * FLAGS.seq_len / base:,.0f} tokens/s)")
-    print(f"{'variant':<44} {'median':>7} {'min':>6} {'spread':>7} {'ms':>8} {'first 2 s':>9}")
-    for name, samples in times.items():
-        median = medians[name]
-        spread = (max(samples) - min(samples)) / median
-        print(f"{name:<44} {median / base:7.3f} {min(samples) / base:6.3f} {spread:7.1%} "
-              f"{median * 1e3:8.1f} {compile_s[name]:9.1f}")
 
 if __name__ == "__main__":
     app.run(main)

@@ -1,0 +1,52 @@
+"""Timing train steps side by side: alternating blocks, wall-clock and process CPU, one table.
+
+Shared by step_cost.py (the LM) and criteo_step_cost.py: every variant is compiled outside the
+timing, then blocks of ``steps`` steps cycle through all variants ``repeats`` times, so machine
+noise hits all alike. Figures are ratios to the fastest variant named "plain, ...".
+"""
+
+import statistics
+import time
+
+
+def time_variants(models: dict, x, y, steps: int, repeats: int):
+    """(compile seconds, wall-clock and process-CPU seconds per step per block) by variant."""
+    compile_s = {}
+    for name, model in models.items():
+        start = time.perf_counter()
+        model.train_on_batch(x, y)  # trace and compile outside the timing
+        model.train_on_batch(x, y)
+        compile_s[name] = time.perf_counter() - start
+    wall = {name: [] for name in models}
+    cpu = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                model.train_on_batch(x, y)
+            wall[name].append((time.perf_counter() - start) / steps)
+            cpu[name].append((time.process_time() - cpu_start) / steps)
+    return compile_s, wall, cpu
+
+
+def print_tables(compile_s, wall, cpu, units_per_step: int, unit: str) -> None:
+    """The wall-clock and the process-CPU table."""
+    _table("wall-clock", wall, compile_s, units_per_step, unit)
+    _table("process CPU time (all threads; less sensitive to other jobs on a shared machine)",
+           cpu, compile_s, units_per_step, unit)
+
+
+def _table(title, times, compile_s, units_per_step, unit):
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)
+    base = medians[base_name]
+    width = max(len(name) for name in times) + 2
+    print(f"\n{title}: ratios to the fastest plain step ({base_name}, median "
+          f"{base * 1e3:.1f} ms, {units_per_step / base:,.0f} {unit}/s)")
+    print(f"{'variant':<{width}} {'median':>7} {'min':>6} {'spread':>7} {'ms':>8} "
+          f"{'first 2 s':>9}")
+    for name, samples in times.items():
+        median = medians[name]
+        spread = (max(samples) - min(samples)) / median
+        print(f"{name:<{width}} {median / base:7.3f} {min(samples) / base:6.3f} {spread:7.1%} "
+              f"{median * 1e3:8.1f} {compile_s[name]:9.1f}")
