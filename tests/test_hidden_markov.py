@@ -106,14 +106,12 @@ def test_evaluations_report_the_floor_and_the_excess():
 
 
 @pytest.mark.slow
-def test_a_run_reports_the_floor_and_is_seeded(tmp_path):
+def test_a_run_reports_the_floor_and_the_excess(tmp_path):
     metrics = train_lib.run(_config(tmp_path))
     assert metrics["global_step"] == 6
     assert 0 < metrics["eval_entropy_floor"] < np.log(16)
     assert metrics["eval_excess_loss"] == pytest.approx(
         metrics["eval_loss"] - metrics["eval_entropy_floor"])
-    again = train_lib.run(_config(tmp_path.parent / "again"))
-    assert again["train_loss"] == metrics["train_loss"]  # seeded init and streams
 
 
 def test_a_source_that_cannot_exist_is_a_config_error():
