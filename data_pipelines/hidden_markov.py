@@ -140,22 +140,19 @@ def batches_of_streams(streams: np.ndarray, row_sets: list[slice], length: int
     return tf.data.Dataset.from_tensor_slices((np.stack(inputs), np.stack(targets)))
 
 
-def lm_batches(source: HiddenMarkovSource, rngs, rows: int, length: int,
-               num_windows: int | None = None) -> tf.data.Dataset:
+def lm_batches(source: HiddenMarkovSource, rngs, rows: int, length: int) -> tf.data.Dataset:
     """(inputs, targets) [rows, length] batches, round-robin over one stream set per rng.
 
     With a pipeline feeding R local replicas, element j goes to replica j % R
     (``distribute_datasets_from_function``), so passing one rng per local replica keeps
-    each replica on its own continuous streams. ``num_windows`` per stream set, or endless.
+    each replica on its own continuous streams. Endless.
     """
     def generate():
         streams = [source.windows(rng, rows, length) for rng in rngs]
-        produced = 0
-        while num_windows is None or produced < num_windows:
+        while True:
             for windows in streams:
                 window = next(windows)
                 yield window[:, :-1], window[:, 1:]
-            produced += 1
 
     spec = tf.TensorSpec((rows, length), tf.int32)
     return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
