@@ -13,8 +13,9 @@ flags.DEFINE_integer("vocab_size", 4000, "Vocabulary size.")
 flags.DEFINE_bool("layer_norm", True, "Layer-normalized cells (stock keras LSTM if False).")
 
 
-def build_lm() -> StatefulLanguageModel:
-    """The LM of the size the flags give, under the current Keras policy."""
+def build_lm(batch_size: int | None = None) -> StatefulLanguageModel:
+    """The LM of the size the flags give, under the current Keras policy; ``batch_size``
+    streams (default --batch_size), e.g. a teacher copy's distilled rows."""
     config = LanguageModelConfig(vocab_size=FLAGS.vocab_size, embedding_dim=FLAGS.embedding_dim,
                                  units=FLAGS.units, layer_norm=FLAGS.layer_norm)
-    return StatefulLanguageModel(config, FLAGS.batch_size)
+    return StatefulLanguageModel(config, batch_size or FLAGS.batch_size)

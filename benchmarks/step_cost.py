@@ -13,6 +13,8 @@ Variants (same model sizes and batch; every model built once, traced outside the
   no peer yet         a checkpoint peer that has published nothing
   student <policy>    plain LM under a Keras mixed-precision policy (--mixed_policies)
   x k peers           --num_peers=1,2,3: k checkpoint peers (N = k + 1 groups), k forwards
+  f of rows           --distill_fractions=0.25,...: the first teacher precision, distilling
+                      (and running the teacher on) that share of the batch rows
 each in graph mode and with jit_compile=True (--modes). Timed blocks of --steps steps cycle
 through all variants --repeats times, so machine noise hits all alike. Every figure is a
 ratio to the fastest plain step (the lower median of plain graph / plain XLA); min and
@@ -46,6 +48,8 @@ flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
                   "Keras policies of extra plain-student variants (empty: none).")
 flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
                   "groups); above 1 only the first of --precisions.")
+flags.DEFINE_list("distill_fractions", [], "Extra codistilled variants that distill this "
+                  "share of the batch rows (--distill_fraction), first of --precisions.")
 flags.DEFINE_bool("idle_teacher_variants", True, "Add the burn-in and no-peer-yet variants.")
 
 
@@ -69,15 +73,18 @@ def plain(jit, policy=None):
     return model
 
 
-def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_peers=1):
+def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_peers=1,
+                distill_rows=None):
+    rows = distill_rows or FLAGS.batch_size
     peers = CheckpointPeers([peer_dir] * num_peers,
-                            lambda: build_teacher_copy(build_lm, precision),
+                            lambda: build_teacher_copy(lambda: build_lm(rows), precision),
                             poll_interval_s=3600)
     for copy in peers.frozen_models:
-        copy(_zeros())
+        copy(_zeros()[:rows])
     peers._poller.poll_once()
     assert peers.swap_in_new_weights(0) == int(published) * num_peers
-    model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps)
+    model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps,
+                           distill_rows=distill_rows)
     model.compile(keras.optimizers.Adam(), jit_compile=jit)
     return model, peers
 
@@ -111,6 +118,13 @@ def main(argv):
                     models[f"codistilled {precision} teacher{label}, {mode}"], source = \
                         codistilled(directories[precision], precision, jit, num_peers=count)
                     sources.append(source)
+            for fraction in map(float, FLAGS.distill_fractions):
+                rows = max(1, round(fraction * FLAGS.batch_size))
+                precision = FLAGS.precisions[0]
+                models[f"codistilled {precision} teacher, {rows}/{FLAGS.batch_size} rows, "
+                       f"{mode}"], source = codistilled(directories[precision], precision,
+                                                        jit, distill_rows=rows)
+                sources.append(source)
             if not FLAGS.idle_teacher_variants:
                 continue
             models[f"burn-in (fp32 peer loaded), {mode}"], source = codistilled(

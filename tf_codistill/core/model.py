@@ -41,6 +41,11 @@ class CodistillModel(keras.Model):
       distill_weight: w >= 0, the weight of the distillation term.
       temperature: T > 0 for "cross_entropy" and "kl" (both scaled by T^2).
       burn_in_steps: optimizer steps trained on the task loss alone.
+      distill_rows: None distills every row of each replica's batch; k distills the
+        first k rows only: the frozen teachers score those rows alone, so their forward
+        pass (the cost of codistillation over plain training) shrinks with k, and the
+        distillation term is their mean. Fixed rows keep a stateful teacher on the same
+        streams from batch to batch; its copies are built for k rows.
       regularization_schedule: None, or a function of the optimizer step returning
         the factor on each trained copy's regularization losses (``model.losses``,
         e.g. weight decay), such as ``schedules.WeightDecaySchedule``. Codistillation
@@ -51,11 +56,13 @@ class CodistillModel(keras.Model):
     def __init__(self, student: keras.Model, teacher: TeacherSource | None = None,
                  *, output_kind: str = "softmax", distill_loss="cross_entropy",
                  distill_weight: float = 1.0, temperature: float = 1.0,
-                 burn_in_steps: int = 0, regularization_schedule=None, **kwargs):
+                 burn_in_steps: int = 0, distill_rows: int | None = None,
+                 regularization_schedule=None, **kwargs):
         super().__init__(**kwargs)
         compat.require_tf_keras_model(student, "student")
         _check_weight(distill_weight)
         _check_burn_in(burn_in_steps)
+        _check_distill_rows(distill_rows)
         self.student = student
         self.teacher = teacher if teacher is not None else TeacherSource()
         self.peers = list(self.teacher.co_trained_models)
@@ -63,6 +70,7 @@ class CodistillModel(keras.Model):
             distill_loss, output_kind, temperature)
         self.distill_weight = float(distill_weight)
         self.burn_in_steps = int(burn_in_steps)
+        self.distill_rows = distill_rows
         if regularization_schedule is not None and not callable(regularization_schedule):
             raise TypeError(f"regularization_schedule must be a function of the optimizer "
                             f"step or None, got {regularization_schedule!r}.")
@@ -142,8 +150,9 @@ class CodistillModel(keras.Model):
             return zeros
 
         def terms():
-            frozen = self.teacher.frozen_predictions(x) if has_frozen else []
-            return [self._distill_loss(i, outputs, frozen, sample_weight)
+            rows_x, rows_outputs, rows_weight = self._distilled_rows((x, outputs, sample_weight))
+            frozen = self.teacher.frozen_predictions(rows_x) if has_frozen else []
+            return [self._distill_loss(i, rows_outputs, frozen, rows_weight)
                     for i in range(len(outputs))]
 
         ready = True if self.peers else self.teacher.ready()
@@ -152,6 +161,23 @@ class CodistillModel(keras.Model):
         counts = tf.logical_and(self.optimizer.iterations >= self.burn_in_steps,
                                 tf.convert_to_tensor(ready, tf.bool))
         return tf.cond(counts, terms, lambda: zeros)
+
+    def _distilled_rows(self, tensors):
+        """The first ``distill_rows`` rows of every tensor in ``tensors`` (all: None)."""
+        rows = self.distill_rows
+        if rows is None:
+            return tensors
+
+        def first_rows(tensor):
+            if tensor is None:  # no sample weights
+                return None
+            if tensor.shape.rank and tensor.shape[0] is not None and tensor.shape[0] < rows:
+                raise ValueError(f"distill_rows={rows} but a replica's batch has only "
+                                 f"{tensor.shape[0]} rows; pass distill_rows <= the "
+                                 "per-replica batch size.")
+            return tensor[:rows]
+
+        return tf.nest.map_structure(first_rows, tensors)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -211,6 +237,12 @@ def _check_weight(weight):
 def _check_burn_in(steps):
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}.")
+
+
+def _check_distill_rows(rows):
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise ValueError(f"distill_rows must be None (every row) or an integer >= 1, "
+                         f"got {rows!r}.")
 
 
 def _check_same_shape(student_logits, teacher_logits):

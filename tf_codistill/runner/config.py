@@ -113,6 +113,13 @@ class CodistillConfig:
     temperature: float = knob(1.0, "Softmax temperature of cross_entropy and kl.",
                               valid=POSITIVE)
     burn_in_steps: int = knob(0, "Steps trained on the task loss alone.", valid=AT_LEAST_0)
+    distill_fraction: float = knob(
+        1.0, "Share of each replica's batch rows (LM: streams) that the teacher copies score "
+        "and the distillation term covers: the first rows of every batch, so a stateful "
+        "teacher follows the same streams. The teachers' forward pass is what a codistilled "
+        "step costs over a plain one, and it shrinks with the rows; 1: every row, the "
+        "paper's. The per-replica batch times it must be a whole number.",
+        valid=Range(lambda v: 0 < v <= 1, "in (0, 1]"))
     reload_interval: int = knob(50, "Steps between reloads of peer checkpoints (and between "
                                 "publishes of this group's weights).", valid=AT_LEAST_1)
     reload_offset: int = knob(
@@ -145,6 +152,20 @@ class CodistillConfig:
         "--reload_interval, which keeps a healthy peer up to about 2.5 times slower than "
         "this group (it publishes every --reload_interval of its own steps) or one publish "
         "late, and drops a dead one 3 intervals after its last snapshot.", valid=AT_LEAST_0)
+
+    def distill_rows(self, per_replica_batch: int) -> int | None:
+        """The rows of each replica's batch that distill (None: all of them)."""
+        if self.distill_fraction == 1:
+            return None
+        rows = self.distill_fraction * per_replica_batch
+        if abs(rows - round(rows)) > 1e-6 or round(rows) < 1:
+            whole = sorted({k / per_replica_batch for k in (1, per_replica_batch // 4,
+                                                            per_replica_batch // 2) if k})
+            raise ConfigError(
+                f"--distill_fraction={self.distill_fraction} of {per_replica_batch} rows per "
+                f"replica is {rows:g} rows; pass a fraction that makes whole rows, e.g. "
+                + " or ".join(f"{f:g}" for f in whole) + ".")
+        return int(round(rows))
 
     @property
     def teacher_staleness_limit(self) -> int:

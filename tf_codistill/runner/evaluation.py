@@ -179,7 +179,7 @@ def ensemble_loss(task, strategy: tf.distribute.Strategy, members: Sequence[kera
 
 
 def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Model,
-                      teacher, steps: int | None = None) -> dict:
+                      teacher, steps: int | None = None, rows: int | None = None) -> dict:
     """How much the student agrees with its teacher on held-out data: the online view of
     prediction churn (``core.churn``).
 
@@ -192,7 +192,8 @@ def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Mod
     ``teacher_total_variation`` (half the summed difference over classes, per
     example); {} when there is no teacher model or none held weights.
     ``steps`` batches of ``task.eval_dataset`` (None: one pass); stateful models
-    start from zero state.
+    start from zero state. ``rows``: the teacher copies score the first rows of each
+    batch only (``CodistillModel.distill_rows``), and the agreement covers those.
     """
     from tf_codistill.core import churn
 
@@ -211,6 +212,9 @@ def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Mod
     def replica_step(batch):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
         student_p = churn.to_probabilities(student(x, training=False), task.output_kind)
+        if rows is not None:
+            x = tf.nest.map_structure(lambda t: t[:rows], x)
+            student_p = student_p[:rows]
         total, weight = tf.zeros_like(student_p), tf.constant(0.0)
         for logits, available in teacher.frozen_predictions(x):
             total += available * churn.to_probabilities(logits, task.output_kind)

@@ -155,7 +155,8 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
         _export(config, task.serving_model(model.student), chief)
         eval_logs = _evaluate(config, task, strategy, model)
         agreement = evaluation.teacher_agreement(task, strategy, model.student, model.teacher,
-                                                 config.trainer.eval_steps or None)
+                                                 config.trainer.eval_steps or None,
+                                                 rows=model.distill_rows)
     finally:
         if peers is not None:
             peers.close()
@@ -176,12 +177,14 @@ def _build(config, task, strategy):
     without peer groups.
     """
     per_replica_batch = _per_replica_batch(config, strategy)
+    distill_rows = config.codistill.distill_rows(per_replica_batch)
+    teacher_batch = distill_rows or per_replica_batch
     with strategy.scope(), _global_policy(config.trainer.mixed_precision):
         student = task.build_model(per_replica_batch)
         if config.codistill.teacher == "peers":
-            teacher = peers = _checkpoint_peers(config, task, per_replica_batch)
+            teacher = peers = _checkpoint_peers(config, task, teacher_batch)
         elif config.codistill.teacher == "ensemble":
-            teacher, peers = _ensemble_teacher(config, task, per_replica_batch), None
+            teacher, peers = _ensemble_teacher(config, task, teacher_batch), None
         else:
             teacher, peers = PriorTeacher(task.label_prior(config.codistill.teacher)), None
         model = CodistillModel(
@@ -189,7 +192,7 @@ def _build(config, task, strategy):
             distill_loss=config.codistill.distill_loss,
             distill_weight=config.codistill.distill_weight,
             temperature=config.codistill.temperature,
-            burn_in_steps=config.codistill.burn_in_steps,
+            burn_in_steps=config.codistill.burn_in_steps, distill_rows=distill_rows,
             regularization_schedule=weight_decay_schedule(
                 config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
         optimizer = make_optimizer(config.trainer, task.learning_rate())
@@ -285,6 +288,7 @@ def _check_fits_strategy(config, strategy):
         raise config_lib.ConfigError(
             f"--batch_size={config.trainer.batch_size} does not split evenly over "
             f"{replicas} replicas; pass a multiple of {replicas}.")
+    config.codistill.distill_rows(_per_replica_batch(config, strategy))
     devices = (strategy.extended.worker_devices
                if isinstance(strategy, tf.distribute.MirroredStrategy) else ())
     if config.trainer.jit_compile and len(devices) > 1 and all("CPU" in d for d in devices):
@@ -303,14 +307,14 @@ def _steps_per_loop(config):
     return min(config.trainer.steps_per_loop, config.trainer.train_steps)
 
 
-def _checkpoint_peers(config, task, per_replica_batch):
+def _checkpoint_peers(config, task, teacher_batch):
     groups = peers_of(config.group, config.num_groups, config.codistill.topology)
     if not groups:
         return None
     directories = [layout.GroupLayout.of(config.model_dir, g).published for g in groups]
     precision = config.codistill.teacher_precision
     return CheckpointPeers(directories,
-                           lambda: build_teacher_copy(lambda: task.build_model(per_replica_batch),
+                           lambda: build_teacher_copy(lambda: task.build_model(teacher_batch),
                                                       precision),
                            reload_interval=config.codistill.reload_interval,
                            reload_offset=config.codistill.reload_offset,
@@ -320,14 +324,14 @@ def _checkpoint_peers(config, task, per_replica_batch):
                            final_step=config.trainer.train_steps)
 
 
-def _ensemble_teacher(config, task, per_replica_batch):
+def _ensemble_teacher(config, task, teacher_batch):
     """The frozen ensemble of already trained groups: phase two of two-phase distillation."""
     directories = config.codistill.teacher_dirs
     configs = [evaluation.load_run_config(directory) for directory in directories]
     evaluation.check_same_model([config, *configs], "--teacher_dirs")
     models = []
     for directory in directories:
-        model = task.build_model(per_replica_batch)
+        model = task.build_model(teacher_batch)
         evaluation.restore_student(model, evaluation.latest_checkpoint(directory))
         models.append(model)
     return FixedTeacher(models)
