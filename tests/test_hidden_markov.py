@@ -117,3 +117,18 @@ def test_a_run_reports_the_floor_and_the_excess(tmp_path):
 def test_a_source_that_cannot_exist_is_a_config_error():
     with pytest.raises(config_lib.ConfigError, match="--source_emissions=20"):
         get_task(_config(source_emissions=20))
+
+
+@pytest.mark.slow
+def test_a_group_distilling_half_its_streams_loads_the_peer_and_scores_agreement(tmp_path):
+    """--distill_fraction through the train command: k-row teacher copies of the stateful LM."""
+    def config(group):
+        base = _config(tmp_path, group=group, num_groups=2)
+        return dataclasses.replace(base, codistill=dataclasses.replace(
+            base.codistill, distill_fraction=0.5, reload_interval=3))
+
+    first = train_lib.run(config(0))  # publishes its final weights; no peer to read yet
+    second = train_lib.run(config(1))
+    assert first["teacher_reloads"] == 0
+    assert second["teacher_reloads"] >= 1 and second["distill_loss"] > 0
+    assert 0 <= second["teacher_top1_agreement"] <= 1
