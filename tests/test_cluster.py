@@ -169,8 +169,8 @@ def test_two_groups_of_two_workers_from_the_slurm_environment(tmp_path):
     model_dir = tmp_path / "run"
     base = free_port_base(4)
     flags = [*CLUSTERS, f"--model_dir={model_dir}", "--cluster=slurm", "--num_groups=2",
-             "--workers_per_group=2", f"--cluster_port_base={base}", "--train_steps=300",
-             "--steps_per_loop=100", "--reload_interval=10", "--eval_steps=4"]
+             "--workers_per_group=2", f"--cluster_port_base={base}", "--train_steps=120",
+             "--steps_per_loop=40", "--reload_interval=10", "--eval_steps=4"]
     processes, temps = [], []
     for rank in range(4):
         temp = tmp_path / f"tmp{rank}"  # where a non-chief worker keeps its checkpoints
@@ -190,8 +190,8 @@ def test_two_groups_of_two_workers_from_the_slurm_environment(tmp_path):
     assert f"slurm rank 3: group 1 worker 1 of 2 at localhost:{base + 3}" in outputs[3]
     metrics = [runs.metrics(model_dir, group) for group in (0, 1)]
     for group, m in enumerate(metrics):
-        assert m["global_step"] == 300
-        assert max(runs.checkpoint_steps(model_dir, group, "published")) == 300
+        assert m["global_step"] == 120
+        assert max(runs.checkpoint_steps(model_dir, group, "published")) == 120
         assert m["teacher_reloads"] >= 1 and m["peer_bytes_read"] > 0, m  # each reads the other
         chief = latest_weights(model_dir / f"group_{group}" / "checkpoints")
         [worker_dir] = list(temps[2 * group + 1].glob("tf_codistill_worker_*"))

@@ -1,7 +1,7 @@
 """Fault soak: a reader never loads torn weights while a writer process publishes and dies.
 
 A writer in a separate process publishes every step with max_to_keep=2 and is killed with
-SIGKILL several times and restarted, sometimes re-publishing steps that already exist. For 30 s
+SIGKILL several times and restarted, sometimes re-publishing steps that already exist. For 15 s
 the test process reads the newest snapshot in a loop, and a PeerPoller polls in the background;
 every snapshot either gets must be exactly one published step's weights. Run as a script, this
 file is that writer.
@@ -20,7 +20,7 @@ from tf_codistill.exchange.snapshots import MANIFEST_NAME, PeerPoller, PeerPubli
 
 pytestmark = pytest.mark.slow  # starts training processes
 
-SOAK_SECONDS = 30.0
+SOAK_SECONDS = 15.0
 KILL_AFTER_PUBLISHING_S = 1.0  # let each writer generation publish a while before killing it
 _SHAPES = [(512, 256), (256,), (3, 3, 16, 32)]
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -22,7 +22,15 @@ def corpus(tmp_path_factory):
     return files[0], vocab
 
 
-def test_steps_to_target_staleness_and_partitioning_share_their_arms(tmp_path, corpus):
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory):
+    """One root for the experiments of this module, as a user's runs/experiments: an arm one
+    experiment trained (the baseline, 2-way codistillation) is found finished by the next."""
+    return tmp_path_factory.mktemp("experiments")
+
+
+def test_steps_to_target_and_staleness_share_their_arms(shared_root, corpus):
+    tmp_path = shared_root
     root, results = str(tmp_path / "runs"), tmp_path / "results"
     steps_to_target = lm_experiments.steps_to_target(
         root, str(results), train_steps=6, burn_in_steps=3, extra_flags=TINY,
@@ -59,13 +67,16 @@ def test_steps_to_target_staleness_and_partitioning_share_their_arms(tmp_path, c
     assert staleness["curves"]["baseline"] == curves["baseline"]
     assert "already finished" in (tmp_path / "runs" / "baseline.log").read_text()
 
-    partitioning = lm_experiments.partitioning(root, str(results), 6, 3, TINY, corpus)
-    arms = partitioning["summary"]["arms"]
-    assert {"codistillation, disjoint data (mean of groups)",
-            "codistillation, same data (mean of groups)"} <= set(arms)
-    same = str(tmp_path / "runs" / "codistill_reload50_same" / "group_0")
-    assert partitioning["group_configs"][same]["codistill"]["partition"] == "same"
-    assert (results / "partitioning.png").exists() and (results / "staleness.png").exists()
+
+def test_partitioning_compares_disjoint_and_same_data_codistillation(monkeypatch):
+    compared = {}
+    monkeypatch.setattr(lm_experiments, "_compare_codistillation",
+                        lambda name, arms, *args: compared.update(name=name, arms=arms))
+    lm_experiments.partitioning("root", "results", 6, 3, corpus=("a.wet", "vocab"))
+    assert compared["name"] == "partitioning"
+    assert {label: arm.name for label, arm in compared["arms"].items()} == {
+        "disjoint data": "codistill_reload50_disjoint", "same data": "codistill_reload50_same"}
+    assert "--partition=same" in compared["arms"]["same data"].flags
 
 
 def test_mean_curve_and_steps_to_target():
@@ -159,7 +170,9 @@ def test_arms_on_the_generated_language_read_no_corpus(tmp_path):
 
 
 @pytest.mark.slow  # 3 arms and 2 timing runs as processes: ~2 min on 2 idle cores, 8 busy
-def test_time_to_target_end_to_end_on_a_tiny_lm(tmp_path, corpus):
+def test_time_to_target_end_to_end_on_a_tiny_lm(shared_root, corpus):
+    """Reuses the baseline and codistillation arms of the first test when it ran."""
+    tmp_path = shared_root
     root, results = str(tmp_path / "runs"), tmp_path / "results"
     result = lm_experiments.time_to_target(
         root, str(results), train_steps=6, burn_in_steps=3, seeds=(0,), batch_scan=(1, 2),

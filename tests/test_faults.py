@@ -358,7 +358,7 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
     """SIGKILL resets the connections; SIGSTOP (a frozen or unreachable host, and here the
     coordination leader) is found by the coordination service's missed heartbeats. The
     timeout below is a hang detector, not a speed claim: the bound is about 10 s."""
-    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=400", "--steps_per_loop=40",
+    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=200", "--steps_per_loop=40",
              "--strategy=multi_worker", "--eval_steps=4"]
     workers = _start_workers(flags)
     try:
@@ -382,7 +382,7 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
     for worker, output in zip(rerun, outputs):
         assert worker.returncode == 0, output[-3000:]
         assert f"resuming from step {last}" in output
-    assert runs.metrics(tmp_path, 0)["global_step"] == 400
+    assert runs.metrics(tmp_path, 0)["global_step"] == 200
 
 
 # Exact resume.
