@@ -1,10 +1,10 @@
 """Fault soak: a reader never loads torn weights while a writer process publishes and dies.
 
 A writer in a separate process publishes every step with max_to_keep=2 and is killed with
-SIGKILL several times and restarted, sometimes re-publishing steps that already exist. For 15 s
-the test process reads the newest snapshot in a loop, and a PeerPoller polls in the background;
-every snapshot either gets must be exactly one published step's weights. Run as a script, this
-file is that writer.
+SIGKILL several times and restarted, sometimes re-publishing steps that already exist. For
+15 s, and on until a restarted writer's snapshots have loaded, the test process reads the
+newest snapshot in a loop, and a PeerPoller polls in the background; every snapshot either
+gets must be exactly one published step's weights. Run as a script, this file is that writer.
 """
 import json
 import os
@@ -21,6 +21,7 @@ from tf_codistill.exchange.snapshots import MANIFEST_NAME, PeerPoller, PeerPubli
 pytestmark = pytest.mark.slow  # starts training processes
 
 SOAK_SECONDS = 15.0
+HANG_SECONDS = 120.0
 KILL_AFTER_PUBLISHING_S = 1.0  # let each writer generation publish a while before killing it
 _SHAPES = [(512, 256), (256,), (3, 3, 16, 32)]
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,8 +80,12 @@ def test_reader_never_loads_torn_weights_while_the_writer_is_killed(tmp_path, ca
     seen, generation_seen_at, polled = set(), {}, set()
     poller = PeerPoller([directory], poll_interval_s=0.05)
     deadline = time.monotonic() + SOAK_SECONDS
+    hang = deadline + HANG_SECONDS
     try:
-        while time.monotonic() < deadline:
+        # At least SOAK_SECONDS, and on until a restarted writer's snapshots have loaded
+        # (a loaded machine starts the writer's process slowly).
+        while time.monotonic() < deadline or len({g for _, g in seen}) < 2:
+            assert time.monotonic() < hang, f"no restarted writer published in {HANG_SECONDS} s"
             assert writer.poll() is None, f"writer died on its own:\n{log_path.read_text()}"
             polled.update(published_step_and_generation(s) for s in poller.take_new().values())
             snapshot = read_latest(directory)
