@@ -9,6 +9,7 @@ input pipeline as in training). Variants, each in graph mode and with jit_compil
   plain         the Criteo DNN compiled with its loss (no wrapper)
   codistilled   CodistillModel with one float32 checkpoint peer loaded from a real
                 published snapshot
+  k/B rows      the same, distilling the first k of the B rows (--distill_fractions)
 Every model is built and traced outside the timing; timed blocks of --steps steps cycle
 through the variants --repeats times, so machine noise hits all alike. Figures are ratios to
 the fastest plain step; min and median are over blocks, spread is (max - min) / median.
@@ -55,12 +56,12 @@ def plain(jit):
     return model
 
 
-def codistilled(peer_dir, jit):
+def codistilled(peer_dir, jit, distill_rows=None):
     peers = CheckpointPeers([peer_dir], lambda: build_teacher_copy(build_dnn, "float32"),
                             poll_interval_s=3600)
     peers._poller.poll_once()  # pylint: disable=protected-access
     assert peers.swap_in_new_weights(0) == 1
-    model = CodistillModel(build_dnn(), peers, output_kind="sigmoid")
+    model = CodistillModel(build_dnn(), peers, output_kind="sigmoid", distill_rows=distill_rows)
     model.compile(keras.optimizers.Adagrad(0.01), jit_compile=jit)
     return model, peers
 
@@ -84,6 +85,10 @@ def main(argv):
             models[f"plain, {mode}"] = plain(jit)
             models[f"codistilled, {mode}"], source = codistilled(peer_dir, jit)
             sources.append(source)
+            for rows in step_timing.distilled_rows(FLAGS.batch_size):
+                models[f"codistilled, {rows}/{FLAGS.batch_size} rows, {mode}"], source = \
+                    codistilled(peer_dir, jit, rows)
+                sources.append(source)
         compile_s, times, cpu_times = step_timing.time_variants(
             models, x, y, FLAGS.steps, FLAGS.repeats)
         for source in sources:

@@ -13,7 +13,7 @@ Variants (same model sizes and batch; every model built once, traced outside the
   no peer yet         a checkpoint peer that has published nothing
   student <policy>    plain LM under a Keras mixed-precision policy (--mixed_policies)
   x k peers           --num_peers=1,2,3: k checkpoint peers (N = k + 1 groups), k forwards
-  f of rows           --distill_fractions=0.25,...: the first teacher precision, distilling
+  k/B rows            --distill_fractions=0.25,...: the first teacher precision, distilling
                       (and running the teacher on) that share of the batch rows
 each in graph mode and with jit_compile=True (--modes). Timed blocks of --steps steps cycle
 through all variants --repeats times, so machine noise hits all alike. Every figure is a
@@ -48,8 +48,6 @@ flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
                   "Keras policies of extra plain-student variants (empty: none).")
 flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
                   "groups); above 1 only the first of --precisions.")
-flags.DEFINE_list("distill_fractions", [], "Extra codistilled variants that distill this "
-                  "share of the batch rows (--distill_fraction), first of --precisions.")
 flags.DEFINE_bool("idle_teacher_variants", True, "Add the burn-in and no-peer-yet variants.")
 
 
@@ -118,8 +116,7 @@ def main(argv):
                     models[f"codistilled {precision} teacher{label}, {mode}"], source = \
                         codistilled(directories[precision], precision, jit, num_peers=count)
                     sources.append(source)
-            for fraction in map(float, FLAGS.distill_fractions):
-                rows = max(1, round(fraction * FLAGS.batch_size))
+            for rows in step_timing.distilled_rows(FLAGS.batch_size):
                 precision = FLAGS.precisions[0]
                 models[f"codistilled {precision} teacher, {rows}/{FLAGS.batch_size} rows, "
                        f"{mode}"], source = codistilled(directories[precision], precision,

@@ -8,6 +8,16 @@ noise hits all alike. Figures are ratios to the fastest variant named "plain, ..
 import statistics
 import time
 
+from absl import flags
+
+flags.DEFINE_list("distill_fractions", [], "Extra codistilled variants that distill (and run the "
+                  "teacher on) this share of the batch rows, as --distill_fraction does.")
+
+
+def distilled_rows(batch_size: int) -> list[int]:
+    """The row counts of --distill_fractions for a batch of ``batch_size`` rows."""
+    return [max(1, round(float(f) * batch_size)) for f in flags.FLAGS.distill_fractions]
+
 
 def time_variants(models: dict, x, y, steps: int, repeats: int):
     """(compile seconds, wall-clock and process-CPU seconds per step per block) by variant."""
