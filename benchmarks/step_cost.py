@@ -26,6 +26,10 @@ import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tf_codistill.runner.allocator import cap_malloc_arenas  # noqa: E402
+
+cap_malloc_arenas()  # as the train command does, before TensorFlow starts its threads
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
