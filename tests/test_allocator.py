@@ -13,9 +13,12 @@ pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _without_cap():
+    return {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+
 def _count(mode, **env):
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    environment.update(env, PYTHONPATH=REPO)
+    environment = {**_without_cap(), **env, "PYTHONPATH": REPO}
     return subprocess.run([sys.executable, os.path.join(REPO, "tests", "helpers",
                                                         "arena_count.py"), mode],
                           env=environment, capture_output=True, text=True, check=True).stdout
@@ -44,7 +47,6 @@ print(seen)
 
 
 def test_the_train_command_caps_the_arenas_before_tensorflow_loads():
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    output = subprocess.run([sys.executable, "-c", WATCH_TENSORFLOW_IMPORT], env=environment,
+    output = subprocess.run([sys.executable, "-c", WATCH_TENSORFLOW_IMPORT], env=_without_cap(),
                             cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert output.strip() == "['2']"

@@ -28,9 +28,7 @@ class RowRecordingClassifier(keras.Model):
 
 
 def _model(teacher, distill_rows=None, jit_compile=False):
-    model = tc.CodistillModel(tiny.classifier(1), teacher, distill_rows=distill_rows)
-    model.compile(keras.optimizers.SGD(0.1), jit_compile=jit_compile)
-    return model
+    return tiny.codistilled_classifier(teacher, jit_compile, distill_rows=distill_rows)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -64,11 +62,8 @@ def test_rows_apply_to_sample_weights_and_prior_teachers():
 
 def test_in_process_peers_distill_the_same_rows():
     x, y = tiny.classification_data(16)
-    model = tc.CodistillModel(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]),
-                              distill_rows=4)
-    model.compile(keras.optimizers.SGD(0.1))
-    reference = tc.CodistillModel(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]))
-    reference.compile(keras.optimizers.SGD(0.1))
+    model = _model(tc.InProcessPeers([tiny.classifier(2)]), distill_rows=4)
+    reference = _model(tc.InProcessPeers([tiny.classifier(2)]))
     a = model.train_on_batch(x, y, return_dict=True)
     b = reference.train_on_batch(x[:4], y[:4], return_dict=True)
     assert a["distill_loss"] == pytest.approx(b["distill_loss"], rel=1e-5)

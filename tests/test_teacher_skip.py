@@ -35,9 +35,7 @@ def _counter():
 
 
 def _model(teacher, burn_in_steps=0, jit_compile=False):
-    model = tc.CodistillModel(tiny.classifier(1), teacher, burn_in_steps=burn_in_steps)
-    model.compile(keras.optimizers.SGD(0.1), jit_compile=jit_compile)
-    return model
+    return tiny.codistilled_classifier(teacher, jit_compile, burn_in_steps=burn_in_steps)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

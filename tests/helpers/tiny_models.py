@@ -17,6 +17,15 @@ def classifier(seed, width=8):
     ])
 
 
+def codistilled_classifier(teacher, jit_compile=False, **model_kwargs):
+    """CodistillModel over classifier(1) and ``teacher``, compiled with SGD(0.1)."""
+    import tf_codistill as tc
+
+    model = tc.CodistillModel(classifier(1), teacher, **model_kwargs)
+    model.compile(keras.optimizers.SGD(0.1), jit_compile=jit_compile)
+    return model
+
+
 def logistic(seed):
     keras.utils.set_random_seed(seed)
     return keras.Sequential([

@@ -150,7 +150,8 @@ class CodistillModel(keras.Model):
             return zeros
 
         def terms():
-            rows_x, rows_outputs, rows_weight = self._distilled_rows((x, outputs, sample_weight))
+            rows_x, rows_outputs, rows_weight = first_rows((x, outputs, sample_weight),
+                                                           self.distill_rows)
             frozen = self.teacher.frozen_predictions(rows_x) if has_frozen else []
             return [self._distill_loss(i, rows_outputs, frozen, rows_weight)
                     for i in range(len(outputs))]
@@ -161,23 +162,6 @@ class CodistillModel(keras.Model):
         counts = tf.logical_and(self.optimizer.iterations >= self.burn_in_steps,
                                 tf.convert_to_tensor(ready, tf.bool))
         return tf.cond(counts, terms, lambda: zeros)
-
-    def _distilled_rows(self, tensors):
-        """The first ``distill_rows`` rows of every tensor in ``tensors`` (all: None)."""
-        rows = self.distill_rows
-        if rows is None:
-            return tensors
-
-        def first_rows(tensor):
-            if tensor is None:  # no sample weights
-                return None
-            if tensor.shape.rank and tensor.shape[0] is not None and tensor.shape[0] < rows:
-                raise ValueError(f"distill_rows={rows} but a replica's batch has only "
-                                 f"{tensor.shape[0]} rows; pass distill_rows <= the "
-                                 "per-replica batch size.")
-            return tensor[:rows]
-
-        return tf.nest.map_structure(first_rows, tensors)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -237,6 +221,24 @@ def _check_weight(weight):
 def _check_burn_in(steps):
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"burn_in_steps must be an integer >= 0, got {steps!r}.")
+
+
+def first_rows(tensors, rows: int | None):
+    """The first ``rows`` rows of every tensor in the nest ``tensors`` (None: all of them);
+    the rows a ``distill_rows`` model distills, and its teachers score."""
+    if rows is None:
+        return tensors
+
+    def sliced(tensor):
+        if tensor is None:  # no sample weights
+            return None
+        if tensor.shape.rank and tensor.shape[0] is not None and tensor.shape[0] < rows:
+            raise ValueError(f"distill_rows={rows} but a replica's batch has only "
+                             f"{tensor.shape[0]} rows; pass distill_rows <= the "
+                             "per-replica batch size.")
+        return tensor[:rows]
+
+    return tf.nest.map_structure(sliced, tensors)
 
 
 def _check_distill_rows(rows):

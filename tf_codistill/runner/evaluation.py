@@ -24,6 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tf_codistill.core.carried_state import reset_carried_state
+from tf_codistill.core.model import first_rows
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import layout
 from tf_codistill.tasks import get_task
@@ -212,9 +213,7 @@ def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Mod
     def replica_step(batch):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
         student_p = churn.to_probabilities(student(x, training=False), task.output_kind)
-        if rows is not None:
-            x = tf.nest.map_structure(lambda t: t[:rows], x)
-            student_p = student_p[:rows]
+        x, student_p = first_rows((x, student_p), rows)
         total, weight = tf.zeros_like(student_p), tf.constant(0.0)
         for logits, available in teacher.frozen_predictions(x):
             total += available * churn.to_probabilities(logits, task.output_kind)
