@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.core.step_counting import StepCountingCallback
 
 
@@ -92,13 +94,18 @@ class ProgressLogger(keras.callbacks.Callback):
                 f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
         if staleness is not None:
             line += f" teacher staleness {staleness} steps"
+        if math.isfinite(logs.get("noise_scale", math.nan)):
+            line += f" noise scale {logs['noise_scale']:,.0f} rows"
         print(line, flush=True)
         if self._writer is not None:
-            self._write_scalars(step, steps * self._units_per_step / seconds)
+            self._write_scalars(step, steps * self._units_per_step / seconds, logs)
 
-    def _write_scalars(self, step, throughput):
-        """What Keras' TensorBoard callback does not log: throughput and teacher state."""
+    def _write_scalars(self, step, throughput, logs):
+        """What Keras' TensorBoard callback does not log against the step: throughput, the
+        gradient noise scale, teacher state."""
         scalars = {f"{self._unit}_per_second": throughput}
+        scalars.update({name: logs[name] for name in NOISE_SCALE_LOGS
+                        if math.isfinite(logs.get(name, math.nan))})
         stats = self._teacher.stats()
         if stats:
             scalars.update(teacher_reloads=stats["teacher_reloads"],
