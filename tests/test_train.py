@@ -113,8 +113,15 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
                              "--train_steps=200", "--steps_per_loop=50",
                              "--reload_interval=10", "--baseline",
                              "--weight_decay_schedule=step_with_lr",
-                             "--lr_decay_boundaries=100,150"], timeout=300)
+                             "--lr_decay_boundaries=100,150", "--keep_checkpoints=0",
+                             "--plot_curves"], timeout=300)
     assert code == 0, output[-3000:]
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert sorted(curves) == ["baseline (no distillation)", "group 0 (codistilled)",
+                              "group 1 (codistilled)"]
+    assert all([p["step"] for p in c] == [50, 100, 150, 200] for c in curves.values())
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert f"held-out curves: {tmp_path / 'curves.png'}" in output
     assert output.rstrip().endswith(f"TensorBoard: tensorboard --logdir {tmp_path}")
     assert f"  {tmp_path / 'baseline' / 'group_0' / 'metrics.json'}" in output
     assert "[group 0] TensorBoard" not in output  # one closing summary: the launcher's
