@@ -298,14 +298,6 @@ def test_the_staleness_limit_defaults_to_three_reload_intervals():
 
 # Multi-worker groups.
 
-def _start_workers(flags, group=0):
-    from tests.test_multi_worker import free_ports
-    cluster = [f"localhost:{p}" for p in free_ports(2)]
-    return [runs.start([*flags, f"--group={group}"], env={"TF_CONFIG": json.dumps(
-        {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})})
-            for index in (0, 1)]
-
-
 def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_path,
                                                                            mirrored_strategy):
     from tf_codistill.core.carried_state import ReplicaCarriedState
@@ -360,7 +352,7 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
     timeout below is a hang detector, not a speed claim: the bound is about 10 s."""
     flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=200", "--steps_per_loop=40",
              "--strategy=multi_worker", "--eval_steps=4"]
-    workers = _start_workers(flags)
+    workers = runs.start_workers(flags)
     try:
         assert runs.wait_for(lambda: any(s >= 80 for s in runs.checkpoint_steps(tmp_path, 0)),
                              timeout=300)
@@ -377,7 +369,7 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
             and f"resume from its last checkpoint, step {last}" in output), output[-3000:]
     assert not (tmp_path / "group_0" / "metrics.json").exists()
 
-    rerun = _start_workers(flags)
+    rerun = runs.start_workers(flags)
     outputs = [worker.communicate(timeout=400)[0] for worker in rerun]
     for worker, output in zip(rerun, outputs):
         assert worker.returncode == 0, output[-3000:]
