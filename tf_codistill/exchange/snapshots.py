@@ -182,6 +182,11 @@ def _crc32c(data: bytes) -> str:
     return f"{google_crc32c.value(data):08x}"
 
 
+def newest_published_step(directory: str) -> Optional[int]:
+    """The newest step the manifest in `directory` names; None if it names none."""
+    return max((entry["step"] for entry in _previous_entries(directory)), default=None)
+
+
 def _previous_entries(directory: str) -> list[dict]:
     """Entries of an earlier run's manifest, so a restarted writer keeps them advertised."""
     try:
