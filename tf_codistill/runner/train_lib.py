@@ -31,7 +31,6 @@ from tf_codistill.runner import layout
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
-from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy, named_weights)
@@ -431,7 +430,7 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
     writer = (tf.summary.create_file_writer(config.layout.codistill_logs)
               if chief else None)
     progress = callbacks_lib.ProgressLogger(
-        config.group, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
+        config.group, total, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
         model.teacher, writer)
     callbacks = [callbacks_lib.StopAtStep(total),
                  PublishCallback(publisher, model.student, config.codistill.reload_interval),
@@ -552,45 +551,3 @@ def _export(config, model, chief):
     os.rename(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) -> str:
-    """The closing table of a multi-group run; with ``baseline`` (a plain group's metrics),
-    also the groups' mean and each group's and the mean's difference from the baseline."""
-    lines = [f"{'group':>8} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
-    for m in metrics_by_group:
-        lines.append(_summary_row(m["group"], m["global_step"], m["eval_loss"],
-                                  m.get("eval_perplexity"), m["train_seconds"]))
-    if baseline is None:
-        return "\n".join(lines)
-    losses = [m["eval_loss"] for m in metrics_by_group]
-    mean = sum(losses) / len(losses)
-    has_perplexity = baseline.get("eval_perplexity") is not None
-    if len(metrics_by_group) > 1:
-        lines.append(_summary_row("mean", None, mean,
-                                  perplexity_of(mean) if has_perplexity else None))
-    lines.append(_summary_row("baseline", baseline["global_step"], baseline["eval_loss"],
-                              baseline.get("eval_perplexity"), baseline["train_seconds"]))
-    lines.append("minus the baseline (negative: codistillation ahead):")
-    rows = [(m["group"], m["eval_loss"]) for m in metrics_by_group]
-    if len(metrics_by_group) > 1:
-        rows.append(("mean", mean))
-    for name, loss in rows:
-        difference = loss - baseline["eval_loss"]
-        perplexity = "-"
-        if has_perplexity:
-            perplexity = f"{perplexity_of(loss) - baseline['eval_perplexity']:+.2f}"
-        lines.append(f"{name:>8} {'':>7} {difference:>+10.4f} {perplexity:>11}")
-    difference = mean - baseline["eval_loss"]
-    where = "ahead of" if difference < 0 else "behind" if difference > 0 else "level with"
-    lines.append(f"The codistilled groups end {where} the baseline: mean eval loss "
-                 f"{mean:.4f} against {baseline['eval_loss']:.4f} ({difference:+.4f}; one "
-                 "seed: differences of a few hundredths can be noise).")
-    return "\n".join(lines)
-
-
-def _summary_row(name, steps, loss, perplexity=None, seconds=None):
-    steps = "" if steps is None else steps
-    perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
-    seconds = "" if seconds is None else f"{seconds:.1f}"
-    return f"{name:>8} {steps:>7} {loss:>10.4f} {perplexity:>11} {seconds:>9}".rstrip()
