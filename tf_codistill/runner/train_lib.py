@@ -33,7 +33,7 @@ from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
 from tf_codistill.core.model import CodistillModel
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
-                                build_teacher_copy)
+                                build_teacher_copy, named_weights)
 from tf_codistill.core.schedules import weight_decay_schedule
 from tf_codistill.runner.strategies import get_strategy
 from tf_codistill.core.teachers import FixedTeacher, PriorTeacher
@@ -144,6 +144,8 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
             checkpoint, _writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
         start_step = _restore(checkpoint, config, model.student, carried)
+        if start_step >= config.trainer.train_steps:
+            _publish_last_step_if_owed(config, task, strategy, model, chief, start_step)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
@@ -422,10 +424,8 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
             f"that divides {start_step}.")
     dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
-    if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
-        publisher = BackgroundPublisher(snapshots.PeerPublisher(
-            config.layout.published,
-            precision=config.codistill.teacher_precision))
+    if chief and _publishes(config):
+        publisher = BackgroundPublisher(_peer_publisher(config))
     step_timer = callbacks_lib.StepTimer()
     writer = (tf.summary.create_file_writer(config.layout.codistill_logs)
               if chief else None)
@@ -448,6 +448,33 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
     logs = {k: v[-1] for k, v in history.history.items()}
     logs.update(step_timer.summary())
     return logs, time.perf_counter() - start
+
+
+def _publishes(config) -> bool:
+    """Whether the group publishes its weights for peer groups to read."""
+    return config.num_groups > 1 and config.codistill.teacher == "peers"
+
+
+def _peer_publisher(config) -> snapshots.PeerPublisher:
+    return snapshots.PeerPublisher(config.layout.published,
+                                   precision=config.codistill.teacher_precision)
+
+
+def _publish_last_step_if_owed(config, task, strategy, model, chief, step):
+    """Publishes the restored last step if ``published/`` lacks it: a kill between the last
+    checkpoint and the final publish. Without it the peers would never see the group's
+    final weights, take it for dead and drop it past --max_teacher_staleness. Every worker
+    reads the shared manifest, so all of them build the restored student together."""
+    if not _publishes(config):
+        return
+    published = snapshots.newest_published_step(config.layout.published)
+    if published is not None and published >= step:
+        return
+    _build_restored(task, strategy, model)
+    if chief:
+        print(f"group {config.group}: publishing step {step}, which the run that trained it "
+              f"did not (newest published: {published})", flush=True)
+        _peer_publisher(config).publish(step, named_weights(model.student))
 
 
 def _evaluate(config, task, strategy, model):
@@ -489,6 +516,8 @@ def _build_restored(task, strategy, model):
     or evaluation): a subclassed model learns its input shape, and creates the variables
     the restore is waiting for, on its first call. One evaluation batch does it on
     every replica; the evaluation that follows resets the carried state."""
+    if model.student.built:
+        return
     dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
     model.evaluate(dataset, steps=1, verbose=0)
 
