@@ -31,9 +31,9 @@ import math
 import tensorflow as tf
 
 # Steps an exponential moving average spans (its decay is 1 - 1 / AVERAGING_STEPS a step):
-# long enough that a one-replica run measuring every 10 steps averages ~20 measurements, short
+# long enough that a one-replica run measuring every 50 steps averages ~10 measurements, short
 # enough to follow the noise scale as it grows while the loss falls.
-AVERAGING_STEPS = 200
+AVERAGING_STEPS = 500
 # The train logs the measurement adds (``GradientNoiseScale.result``).
 NOISE_SCALE_LOGS = ("noise_scale", "grad_norm_sq", "grad_trace_cov")
 
@@ -118,18 +118,8 @@ class GradientNoiseScale(tf.Module):
 
     def result(self) -> dict:
         """noise_scale (B_simple, rows), grad_norm_sq (|G|^2) and grad_trace_cov (tr(Sigma) of
-        one row's gradient); NaN until measured, and noise_scale NaN while |G|^2 <= 0.
-
-        In a replica context it is computed once, in a merge_call (as Keras computes metric
-        results): every replica then returns the same tensor, which Keras' fit passes on
-        as it is instead of summing the replicas' copies.
-        """
-        context = tf.distribute.get_replica_context()
-        if context is None:
-            return self._averages()
-        return context.merge_call(lambda strategy: self._averages())
-
-    def _averages(self) -> dict:
+        one row's gradient); NaN until measured, and noise_scale NaN while |G|^2 <= 0. Every
+        replica computes the same values (``CodistillModel`` logs the first replica's)."""
         filled = self._weight > 0
         gradient_sq = tf.where(filled, self._gradient_sq / self._weight, math.nan)
         trace = tf.where(filled, self._trace / self._weight, math.nan)
