@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import layout
+from tf_codistill.runner import scaling
 from tf_codistill.runner.layout import BASELINE
 
 
@@ -47,7 +48,7 @@ class RunResult:
 
 
 GroupNote = Callable[[GroupResult], list]
-GROUP_NOTES: tuple[GroupNote, ...] = ()
+GROUP_NOTES: tuple[GroupNote, ...] = (scaling.note,)
 
 
 def group_result(config: config_lib.RunConfig, metrics: dict, name=None) -> GroupResult:

@@ -28,11 +28,12 @@ from tf_codistill.runner import cluster
 from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import layout
+from tf_codistill.runner import scaling
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
 from tf_codistill.core.model import CodistillModel
-from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
+from tf_codistill.core.noise_scale import AVERAGING_STEPS, NOISE_SCALE_LOGS
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy, named_weights)
 from tf_codistill.core.schedules import weight_decay_schedule
@@ -165,6 +166,7 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
     metrics = _metrics(config, model, train_logs, eval_logs, seconds)
     metrics["input"] = task.input_stats()
     metrics.update(agreement)
+    metrics.update(_scaling_metrics(config, task, strategy, metrics))
     if chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
@@ -440,6 +442,10 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(
             config.layout.logs, update_freq=steps_per_loop))
+    allreduce_timer = None
+    if model.noise_scale is not None and strategy.num_replicas_in_sync > 1:
+        allreduce_timer = callbacks_lib.AllReduceTimer(strategy, model.noise_scale)
+        callbacks.append(allreduce_timer)  # last: between loops, after the loop's own timing
     start = time.perf_counter()
     try:
         history = model.fit(dataset, epochs=math.ceil((total - start_step) / steps_per_loop),
@@ -449,6 +455,8 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
             publisher.close()
     logs = {k: v[-1] for k, v in history.history.items()}
     logs.update(step_timer.summary())
+    if allreduce_timer is not None:
+        logs.update(allreduce_timer.summary(logs.get("step_time_median_s")))
     return logs, time.perf_counter() - start
 
 
@@ -499,6 +507,8 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
         "step_time_median_s": train_logs.get("step_time_median_s"),
         "step_time_p95_s": train_logs.get("step_time_p95_s"),
         **_noise_scale_metrics(model),
+        "allreduce_seconds_median": train_logs.get("allreduce_seconds_median"),
+        "allreduce_share": train_logs.get("allreduce_share"),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
         "peers_dropped": 0,
@@ -520,6 +530,23 @@ def _noise_scale_metrics(model) -> dict:
               if model.noise_scale is not None else {})
     return {name: values[name] if math.isfinite(values.get(name, math.nan)) else None
             for name in NOISE_SCALE_LOGS}
+
+
+def _scaling_metrics(config, task, strategy, metrics) -> dict:
+    """The numbers the scaling advice rests on, and the advice (``runner.scaling``)."""
+    numbers = {"batch_rows": config.trainer.batch_size, "units_per_row": task.units_per_row,
+               "throughput_unit": task.throughput_unit,
+               "replicas": strategy.num_replicas_in_sync, "workers": _workers(strategy),
+               "noise_scale_interval": config.trainer.noise_scale_interval,
+               "noise_scale_averaging_steps": AVERAGING_STEPS}
+    return {**numbers, "scaling_advice": scaling.from_metrics({**metrics, **numbers})}
+
+
+def _workers(strategy) -> int:
+    """The processes of the group's strategy (1 unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
 
 
 def _build_restored(task, strategy, model):
