@@ -1,10 +1,11 @@
 r"""What a real link costs each arm: two one-core machines in network namespaces, shaped by tc.
 
     sudo python benchmarks/interconnect.py                  # the experiment's model, ~30-60 min
-    python benchmarks/interconnect.py --rates=0.1,unshaped --repeats=1 --sync_steps=20 \
-        --codistill_steps=30 --extra_flag=--units=128 --extra_flag=--vocab_size=128
+    python benchmarks/interconnect.py --rates=0.1,unshaped --repeats=1 --plain_loops=3 \
+        --extra_flag=--units=128 --extra_flag=--vocab_size=128 --extra_flag=--reload_interval=10
 
-At each bandwidth (Gb/s; "unshaped" is the bare veth pair) it times the synchronous 2x arm as
+At each bandwidth (Gb/s; "unshaped" is the bare veth pair; one run of each arm, re-shaped
+between its loops) it times the synchronous 2x arm as
 a two-worker MultiWorkerMirroredStrategy group over the link, two codistilling groups whose
 snapshots cross it through an HTTP relay, the 1x arm on one machine, and single snapshot
 exchanges (publish, poll, copy across, verified load); then prints one table, measured
@@ -32,10 +33,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_list("rates", ["0.1", "1", "10", "unshaped"],
                   "Link bandwidths in Gb/s; 'unshaped': no limit.")
-flags.DEFINE_integer("repeats", 3, "Timed runs of every variant at every bandwidth.")
-flags.DEFINE_integer("sync_steps", 100, "Steps of each sync and 1x timing run.")
-flags.DEFINE_integer("codistill_steps", 150, "Steps of each codistilled timing run (its "
-                     "peers' snapshots are relayed every --reload_interval steps).")
+flags.DEFINE_integer("repeats", 3, "Counted loops of every variant at every bandwidth.")
+flags.DEFINE_integer("sync_steps_per_loop", 25, "Steps of a sync and a 1x loop (a "
+                     "codistilled loop is one reload interval).")
+flags.DEFINE_integer("plain_loops", 8, "Loops of the 1x runs (the first is not counted).")
 flags.DEFINE_integer("exchanges", 5, "Timed snapshot exchanges per bandwidth.")
 flags.DEFINE_string("arm_flagfile", "configs/experiment_hmm.flags",
                     "Train flags of every arm, relative to the repository.")
@@ -64,6 +65,11 @@ def parse_rates(values) -> list:
     return rates
 
 
+def _write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
 def main(argv):
     del argv
     missing = netns.missing_requirements()
@@ -76,17 +82,19 @@ def main(argv):
     start = time.time()
     result = interconnect.run(
         train_flags, parse_rates(FLAGS.rates), FLAGS.work_dir, repeats=FLAGS.repeats,
-        sync_steps=FLAGS.sync_steps, codistill_steps=FLAGS.codistill_steps,
+        sync_steps_per_loop=FLAGS.sync_steps_per_loop, plain_loops=FLAGS.plain_loops,
         exchanges=FLAGS.exchanges,
         distill_fraction=None if FLAGS.distill_fraction < 0 else FLAGS.distill_fraction,
         echo=lambda line: print(line, flush=True))
     command = "python " + shlex.join(sys.argv)
+    result = {"command": command, "seconds": time.time() - start,
+              "load_average": os.getloadavg(), **result}
+    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
+    _write_json(f"{FLAGS.output}.json", result)  # the raw records first, whatever follows
+    result["summary"] = interconnect.summarize(result["records"], result["parameter_bytes"])
+    _write_json(f"{FLAGS.output}.json", result)
     table = interconnect.format_table(result["summary"])
     print(table)
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(f"{FLAGS.output}.json", "w") as f:
-        json.dump({"command": command, "seconds": time.time() - start,
-                   "load_average": os.getloadavg(), **result}, f, indent=1)
     with open(f"{FLAGS.output}.txt", "w") as f:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC, "
                 f"{(time.time() - start) / 60:.0f} min, load average at the end "

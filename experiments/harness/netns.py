@@ -69,7 +69,7 @@ class Link:
         self.devices = (f"{self.name}a", f"{self.name}b")
         self.gbps: float | None = None
         self._holders: list[subprocess.Popen] = []
-        self._namespaces: list[int] = []  # inode numbers of the two network namespaces
+        self.namespaces: list[int] = []  # inode numbers of the two network namespaces
         self._processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> "Link":
@@ -88,7 +88,7 @@ class Link:
             self._holders.append(subprocess.Popen(
                 ["unshare", "-n", "--", "sh", "-c", "read _"], stdin=subprocess.PIPE,
                 preexec_fn=_die_with_parent))
-        self._namespaces = [_entered_namespace(h) for h in self._holders]
+        self.namespaces = [_entered_namespace(h) for h in self._holders]
         pids = [str(h.pid) for h in self._holders]
         _run(["ip", "link", "add", self.devices[0], "netns", pids[0], "type", "veth",
               "peer", "name", self.devices[1], "netns", pids[1]])
@@ -151,7 +151,7 @@ class Link:
 
     def is_gone(self) -> bool:
         """True when no process on this host is in either namespace (so neither exists)."""
-        return not (set(self._namespaces) & _network_namespaces_in_use())
+        return not (set(self.namespaces) & network_namespaces_in_use())
 
 
 def _entered_namespace(holder: subprocess.Popen, timeout_s: float = 30.0) -> int:
@@ -168,7 +168,7 @@ def _entered_namespace(holder: subprocess.Popen, timeout_s: float = 30.0) -> int
     raise RuntimeError(f"unshare -n did not enter a new namespace in {timeout_s:.0f} s.")
 
 
-def _network_namespaces_in_use() -> set[int]:
+def network_namespaces_in_use() -> set[int]:
     inodes = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
