@@ -44,6 +44,8 @@ flags.DEFINE_multi_string("extra_flag", [], "Train flags added after the flagfil
 flags.DEFINE_float("distill_fraction", 0.25, "The codistilled arm's --distill_fraction "
                    "(the headline's); negative: the flagfile's.")
 flags.DEFINE_string("work_dir", "/tmp/interconnect_benchmark", "Where the runs go.")
+flags.DEFINE_bool("summarize_only", False, "Summarize the records already in <output>.json "
+                  "again (e.g. after a crash in the summary), without measuring.")
 flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "interconnect"),
                     "Results path without extension.")
 
@@ -70,8 +72,28 @@ def _write_json(path, data):
         json.dump(data, f, indent=1)
 
 
+def summarize_and_print(result: dict, start: float) -> None:
+    """Adds the summary to <output>.json and writes <output>.txt: the command and the table."""
+    result["summary"] = interconnect.summarize(result["records"], result["parameter_bytes"])
+    _write_json(f"{FLAGS.output}.json", result)
+    table = interconnect.format_table(result["summary"])
+    print(table)
+    with open(f"{FLAGS.output}.txt", "w") as f:
+        f.write(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC, "
+                f"{result['seconds'] / 60:.0f} min, load average at the end "
+                f"{result['load_average'][0]:.1f} on {os.cpu_count()} CPUs\n"
+                f"$ {result['command']}\n{table}\n")
+
+
 def main(argv):
     del argv
+    if FLAGS.summarize_only:
+        with open(f"{FLAGS.output}.json") as f:
+            result = json.load(f)
+        start = result.get("start_unix_time",
+                           os.path.getmtime(f"{FLAGS.output}.json") - result["seconds"])
+        summarize_and_print(result, start)
+        return 0
     missing = netns.missing_requirements()
     if missing:
         print("benchmarks/interconnect.py cannot build its link; missing: "
@@ -87,18 +109,11 @@ def main(argv):
         distill_fraction=None if FLAGS.distill_fraction < 0 else FLAGS.distill_fraction,
         echo=lambda line: print(line, flush=True))
     command = "python " + shlex.join(sys.argv)
-    result = {"command": command, "seconds": time.time() - start,
+    result = {"command": command, "start_unix_time": start, "seconds": time.time() - start,
               "load_average": os.getloadavg(), **result}
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     _write_json(f"{FLAGS.output}.json", result)  # the raw records first, whatever follows
-    result["summary"] = interconnect.summarize(result["records"], result["parameter_bytes"])
-    _write_json(f"{FLAGS.output}.json", result)
-    table = interconnect.format_table(result["summary"])
-    print(table)
-    with open(f"{FLAGS.output}.txt", "w") as f:
-        f.write(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC, "
-                f"{(time.time() - start) / 60:.0f} min, load average at the end "
-                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n$ {command}\n{table}\n")
+    summarize_and_print(result, start)
     return 0
 
 

@@ -106,3 +106,32 @@ def test_the_link_is_gone_after_an_error_and_after_its_owner_is_killed(tmp_path)
     while namespaces & netns.network_namespaces_in_use() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not namespaces & netns.network_namespaces_in_use()
+
+
+def test_the_summary_subtracts_the_graph_step_and_scales_per_byte():
+    def loops(rate, *steps):
+        return [{"rate": rate, "counted": True, "step": 25 * (i + 1), "step_s": s,
+                 "link_bytes": 25 * 2e6} for i, s in enumerate(steps)]
+
+    exchange = {"publish_s": 0.1, "poll_s": 0.01, "transfer_s": 0.2, "load_s": 0.05,
+                "link_bytes": 1.5e6}
+    records = {
+        "plain": [{"counted": False, "step_s": 9.0}] + [
+            {"counted": True, "step_s": s} for s in (0.04, 0.05, 0.06)],
+        "plain_graph": [{"counted": True, "step_s": s} for s in (0.07, 0.08, 0.09)],
+        "sync2x": loops("0.1", 0.3, 0.28, 0.33) + loops("unshaped", 0.09, 0.1, 0.11),
+        "codistill": loops("0.1", 0.05, 0.06, 0.07) + loops("unshaped", 0.05, 0.05, 0.05),
+        "exchange": {"0.1": [exchange] * 3, "unshaped": [exchange] * 3}}
+    summary = interconnect.summarize(records, param_bytes=1_500_000)
+    slow = summary["rows"]["0.1"]
+    assert slow["plain_step_s"] == {"min": 0.04, "median": 0.05, "max": 0.06, "n": 3}
+    assert slow["allreduce_s"] == pytest.approx(0.30 - 0.08)
+    assert slow["sync2x_step_s"] == pytest.approx(0.05 + 0.22)
+    assert slow["sync2x_link_bytes_per_step"] == pytest.approx(2e6)
+    assert slow["exchange_s"] == pytest.approx(0.36)
+    scaled = slow["scaled_to_paper_lm"]
+    assert scaled["allreduce_s"] == pytest.approx(0.22 * 177.7e6 / 1.5e6)
+    assert scaled["exchange_s"] == pytest.approx(0.36 * 177.7e6 / 1.5e6)
+    assert summary["rows"]["unshaped"]["allreduce_s"] == pytest.approx(0.02)
+    table = interconnect.format_table(summary)
+    assert "0.1 Gb/s" in table and "unshaped" in table and "scaled" in table

@@ -380,7 +380,7 @@ def summarize(records: dict, param_bytes: int) -> dict:
     collectives on CPU).
     """
     def counted(name, rate=None):
-        return [r for r in records[name] if r["counted"] and rate in (None, r["rate"])]
+        return [r for r in records[name] if r["counted"] and (rate is None or r["rate"] == rate)]
 
     plain = spread([r["step_s"] for r in counted("plain")])
     plain_graph = spread([r["step_s"] for r in counted("plain_graph")])
