@@ -137,7 +137,8 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 200
         scalars = tensorboard_scalars(tmp_path / f"group_{group}" / "logs" / "codistill")
         assert {"teacher_reloads", "teacher_staleness_steps", "teacher_age_mean_steps",
-                "examples_per_second"} <= scalars
+                "examples_per_second", "noise_scale", "grad_norm_sq"} <= scalars
+        assert m["noise_scale"] > 0 and m["grad_trace_cov"] > 0  # one replica: half batches
         if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on; a
             # group that starts late loads copies from ahead of it (negative ages)
             assert (m["teacher_age_max_steps"] >= m["teacher_age_mean_steps"]
@@ -213,4 +214,5 @@ def test_two_groups_of_two_workers_on_localhost(tmp_path):
     for group, m in enumerate(metrics):
         assert m["global_step"] == 60
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 60
+        assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
     assert max(m["teacher_reloads"] for m in metrics) >= 1

@@ -32,6 +32,7 @@ from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
 from tf_codistill.core.model import CodistillModel
+from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                 build_teacher_copy, named_weights)
 from tf_codistill.core.schedules import weight_decay_schedule
@@ -195,7 +196,8 @@ def _build(config, task, strategy):
             temperature=config.codistill.temperature,
             burn_in_steps=config.codistill.burn_in_steps, distill_rows=distill_rows,
             regularization_schedule=weight_decay_schedule(
-                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
+                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries),
+            noise_scale_interval=config.trainer.noise_scale_interval or None)
         optimizer = make_optimizer(config.trainer, task.learning_rate())
         if config.trainer.mixed_precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -496,6 +498,7 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
         "train_seconds": seconds,
         "step_time_median_s": train_logs.get("step_time_median_s"),
         "step_time_p95_s": train_logs.get("step_time_p95_s"),
+        **_noise_scale_metrics(model),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
         "peers_dropped": 0,
@@ -509,6 +512,14 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
     metrics.update(model.teacher.stats())
     metrics.update({f"eval_{k}": v for k, v in eval_logs.items() if k != "loss"})
     return metrics
+
+
+def _noise_scale_metrics(model) -> dict:
+    """The gradient noise scale's averages at the end (None: off or not measured)."""
+    values = ({name: float(value) for name, value in model.noise_scale.result().items()}
+              if model.noise_scale is not None else {})
+    return {name: values[name] if math.isfinite(values.get(name, math.nan)) else None
+            for name in NOISE_SCALE_LOGS}
 
 
 def _build_restored(task, strategy, model):
