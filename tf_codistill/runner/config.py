@@ -102,6 +102,12 @@ class TrainerConfig:
         "float32", "Keras precision policy of the group's models: variables stay float32, "
         "mixed_* compute in 16 bits (mixed_float16 adds dynamic loss scaling). Teacher copies "
         "of peers compute at --teacher_precision.", choices=MIXED_PRECISION_POLICIES)
+    noise_scale_interval: int = knob(
+        50, "Measure the gradient noise scale (B_simple, McCandlish et al. 2018: the batch past "
+        "which a larger one stops saving steps) while training: with one replica every this "
+        "many steps, from the batch's two halves (one more backward pass of the student); "
+        "with several replicas every step, from their gradients before the all-reduce. "
+        "In the progress lines, TensorBoard and metrics.json. 0: off.", valid=AT_LEAST_0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,10 +151,12 @@ class CodistillConfig:
     staleness_warning_s: float = knob(600.0, "Warn when a peer published nothing new for "
                                       "this many seconds.", valid=POSITIVE)
     max_teacher_staleness: int = knob(
-        0, "A peer that published nothing new for more than this many of this group's "
+        0, "A peer that published nothing for more than this many of this group's "
         "steps (dead, stalled or restarting) gets weight 0 until it publishes again; counted "
         "in metrics.json (peers_dropped, teacher_dropped_steps) and TensorBoard. A peer that "
-        "keeps publishing stays a teacher however far behind it is. 0: 3 x "
+        "keeps publishing stays a teacher however far behind it is, also one restarted from "
+        "an older checkpoint (its copy keeps the newest weights it sent until it publishes "
+        "past them). 0: 3 x "
         "--reload_interval, which keeps a healthy peer up to about 2.5 times slower than "
         "this group (it publishes every --reload_interval of its own steps) or one publish "
         "late, and drops a dead one 3 intervals after its last snapshot.", valid=AT_LEAST_0)

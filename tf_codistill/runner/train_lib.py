@@ -31,10 +31,10 @@ from tf_codistill.runner import layout
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.exchange import snapshots
-from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
+from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
-                                build_teacher_copy)
+                                build_teacher_copy, named_weights)
 from tf_codistill.core.schedules import weight_decay_schedule
 from tf_codistill.runner.strategies import get_strategy
 from tf_codistill.core.teachers import FixedTeacher, PriorTeacher
@@ -145,6 +145,8 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
             checkpoint, _writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
         start_step = _restore(checkpoint, config, model.student, carried)
+        if start_step >= config.trainer.train_steps:
+            _publish_last_step_if_owed(config, task, strategy, model, chief, start_step)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
@@ -194,7 +196,8 @@ def _build(config, task, strategy):
             temperature=config.codistill.temperature,
             burn_in_steps=config.codistill.burn_in_steps, distill_rows=distill_rows,
             regularization_schedule=weight_decay_schedule(
-                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
+                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries),
+            noise_scale_interval=config.trainer.noise_scale_interval or None)
         optimizer = make_optimizer(config.trainer, task.learning_rate())
         if config.trainer.mixed_precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -423,15 +426,13 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
             f"that divides {start_step}.")
     dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
-    if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
-        publisher = BackgroundPublisher(snapshots.PeerPublisher(
-            config.layout.published,
-            precision=config.codistill.teacher_precision))
+    if chief and _publishes(config):
+        publisher = BackgroundPublisher(_peer_publisher(config))
     step_timer = callbacks_lib.StepTimer()
     writer = (tf.summary.create_file_writer(config.layout.codistill_logs)
               if chief else None)
     progress = callbacks_lib.ProgressLogger(
-        config.group, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
+        config.group, total, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
         model.teacher, writer)
     callbacks = [callbacks_lib.StopAtStep(total),
                  PublishCallback(publisher, model.student, config.codistill.reload_interval),
@@ -449,6 +450,33 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
     logs = {k: v[-1] for k, v in history.history.items()}
     logs.update(step_timer.summary())
     return logs, time.perf_counter() - start
+
+
+def _publishes(config) -> bool:
+    """Whether the group publishes its weights for peer groups to read."""
+    return config.num_groups > 1 and config.codistill.teacher == "peers"
+
+
+def _peer_publisher(config) -> snapshots.PeerPublisher:
+    return snapshots.PeerPublisher(config.layout.published,
+                                   precision=config.codistill.teacher_precision)
+
+
+def _publish_last_step_if_owed(config, task, strategy, model, chief, step):
+    """Publishes the restored last step if ``published/`` lacks it: a kill between the last
+    checkpoint and the final publish. Without it the peers would never see the group's
+    final weights, take it for dead and drop it past --max_teacher_staleness. Every worker
+    reads the shared manifest, so all of them build the restored student together."""
+    if not _publishes(config):
+        return
+    published = snapshots.newest_published_step(config.layout.published)
+    if published is not None and published >= step:
+        return
+    _build_restored(task, strategy, model)
+    if chief:
+        print(f"group {config.group}: publishing step {step}, which the run that trained it "
+              f"did not (newest published: {published})", flush=True)
+        _peer_publisher(config).publish(step, named_weights(model.student))
 
 
 def _evaluate(config, task, strategy, model):
@@ -470,6 +498,7 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
         "train_seconds": seconds,
         "step_time_median_s": train_logs.get("step_time_median_s"),
         "step_time_p95_s": train_logs.get("step_time_p95_s"),
+        **_noise_scale_metrics(model),
         "teacher_reloads": 0,
         "teacher_staleness_steps": 0,
         "peers_dropped": 0,
@@ -485,11 +514,21 @@ def _metrics(config, model, train_logs, eval_logs, seconds):
     return metrics
 
 
+def _noise_scale_metrics(model) -> dict:
+    """The gradient noise scale's averages at the end (None: off or not measured)."""
+    values = ({name: float(value) for name, value in model.noise_scale.result().items()}
+              if model.noise_scale is not None else {})
+    return {name: values[name] if math.isfinite(values.get(name, math.nan)) else None
+            for name in NOISE_SCALE_LOGS}
+
+
 def _build_restored(task, strategy, model):
     """Builds a student restored after its last step (a rerun after a kill during export
     or evaluation): a subclassed model learns its input shape, and creates the variables
     the restore is waiting for, on its first call. One evaluation batch does it on
     every replica; the evaluation that follows resets the carried state."""
+    if model.student.built:
+        return
     dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
     model.evaluate(dataset, steps=1, verbose=0)
 
@@ -523,45 +562,3 @@ def _export(config, model, chief):
     os.rename(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) -> str:
-    """The closing table of a multi-group run; with ``baseline`` (a plain group's metrics),
-    also the groups' mean and each group's and the mean's difference from the baseline."""
-    lines = [f"{'group':>8} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
-    for m in metrics_by_group:
-        lines.append(_summary_row(m["group"], m["global_step"], m["eval_loss"],
-                                  m.get("eval_perplexity"), m["train_seconds"]))
-    if baseline is None:
-        return "\n".join(lines)
-    losses = [m["eval_loss"] for m in metrics_by_group]
-    mean = sum(losses) / len(losses)
-    has_perplexity = baseline.get("eval_perplexity") is not None
-    if len(metrics_by_group) > 1:
-        lines.append(_summary_row("mean", None, mean,
-                                  perplexity_of(mean) if has_perplexity else None))
-    lines.append(_summary_row("baseline", baseline["global_step"], baseline["eval_loss"],
-                              baseline.get("eval_perplexity"), baseline["train_seconds"]))
-    lines.append("minus the baseline (negative: codistillation ahead):")
-    rows = [(m["group"], m["eval_loss"]) for m in metrics_by_group]
-    if len(metrics_by_group) > 1:
-        rows.append(("mean", mean))
-    for name, loss in rows:
-        difference = loss - baseline["eval_loss"]
-        perplexity = "-"
-        if has_perplexity:
-            perplexity = f"{perplexity_of(loss) - baseline['eval_perplexity']:+.2f}"
-        lines.append(f"{name:>8} {'':>7} {difference:>+10.4f} {perplexity:>11}")
-    difference = mean - baseline["eval_loss"]
-    where = "ahead of" if difference < 0 else "behind" if difference > 0 else "level with"
-    lines.append(f"The codistilled groups end {where} the baseline: mean eval loss "
-                 f"{mean:.4f} against {baseline['eval_loss']:.4f} ({difference:+.4f}; one "
-                 "seed: differences of a few hundredths can be noise).")
-    return "\n".join(lines)
-
-
-def _summary_row(name, steps, loss, perplexity=None, seconds=None):
-    steps = "" if steps is None else steps
-    perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
-    seconds = "" if seconds is None else f"{seconds:.1f}"
-    return f"{name:>8} {steps:>7} {loss:>10.4f} {perplexity:>11} {seconds:>9}".rstrip()
