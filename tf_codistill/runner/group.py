@@ -33,7 +33,7 @@ from tf_codistill.core import compat
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
-                                         build_teacher_copy)
+                                         build_teacher_copy, named_weights)
 from tf_codistill.exchange.topology import peers_of
 from tf_codistill.runner import callbacks as callbacks_lib
 from tf_codistill.runner import config as config_lib
@@ -157,6 +157,28 @@ class Group:
         return restore_latest(checkpoint, self.layout.checkpoints, self.index, model.student,
                               self._carried)
 
+    def publish_last_step_if_owed(self, model, step: int,
+                                  build_restored: Callable[[], None] = lambda: None) -> None:
+        """Publishes the restored last step if ``published/`` lacks it: a kill between the
+        last checkpoint and the final publish. Without it the peers would never see the
+        group's final weights, take it for dead and drop it past the staleness limit. Every
+        worker reads the shared manifest, so all of them run ``build_restored`` (what
+        creates a subclassed student's restored variables) together."""
+        if not self.publishes:
+            return
+        published = snapshots.newest_published_step(self.layout.published)
+        if published is not None and published >= step:
+            return
+        build_restored()
+        if self.chief:
+            print(f"group {self.index}: publishing step {step}, which the run that trained it "
+                  f"did not (newest published: {published})", flush=True)
+            self._peer_publisher().publish(step, named_weights(model.student))
+
+    def _peer_publisher(self) -> snapshots.PeerPublisher:
+        return snapshots.PeerPublisher(self.layout.published,
+                                       precision=self.codistill.teacher_precision)
+
     def callbacks(self, model, units_per_step: int = 1, unit: str = "steps") -> list:
         """The Keras callbacks of one ``fit`` after ``restore``: stop at ``train_steps``,
         publish the student every ``reload_interval`` steps (the chief, in a background
@@ -167,16 +189,15 @@ class Group:
             raise RuntimeError("Call group.restore(model) before group.callbacks(model): "
                                "the callbacks checkpoint what restore resumed.")
         if self.chief and self.publishes and self._publisher is None:
-            self._publisher = BackgroundPublisher(snapshots.PeerPublisher(
-                self.layout.published, precision=self.codistill.teacher_precision))
+            self._publisher = BackgroundPublisher(self._peer_publisher())
         writer = (tf.summary.create_file_writer(self.layout.codistill_logs)
                   if self.chief else None)
         callbacks = [
             callbacks_lib.StopAtStep(self.trainer.train_steps),
             PublishCallback(self._publisher, model.student, self.codistill.reload_interval),
             callbacks_lib.CheckpointEveryLoop(self._manager, self._carried.gather),
-            callbacks_lib.ProgressLogger(self.index, units_per_step, unit, model.teacher,
-                                         writer),
+            callbacks_lib.ProgressLogger(self.index, self.trainer.train_steps,
+                                         units_per_step, unit, model.teacher, writer),
             self.step_timer]
         if self.chief:
             callbacks.append(compat.keras_of(model).callbacks.TensorBoard(
@@ -198,10 +219,12 @@ class Group:
         of a finished group returns its saved metrics.
         """
         start = self.restore(model)
+        total = self.trainer.train_steps
+        if start >= total:
+            self.publish_last_step_if_owed(model, start)
         finished = self.finished_metrics(start)
         if finished is not None:
             return finished
-        total = self.trainer.train_steps
         began = time.perf_counter()
         history = model.fit(resumed_input(dataset, start, self.strategy),
                             epochs=math.ceil((total - start) / self.steps_per_loop),

@@ -93,6 +93,9 @@ def _run(config: config_lib.RunConfig, task, strategy, group: Group) -> dict:
     cluster.check_model_dir_shared(config, strategy)
     model, _ = _build(config, task, strategy, group)
     start_step = group.restore(model)
+    if start_step >= config.trainer.train_steps:
+        group.publish_last_step_if_owed(model, start_step,
+                                        lambda: _build_restored(task, strategy, model))
     finished = group.finished_metrics(start_step)
     if finished is not None:
         return finished
@@ -285,6 +288,8 @@ def _build_restored(task, strategy, model):
     or evaluation): a subclassed model learns its input shape, and creates the variables
     the restore is waiting for, on its first call. One evaluation batch does it on
     every replica; the evaluation that follows resets the carried state."""
+    if model.student.built:
+        return
     dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
     model.evaluate(dataset, steps=1, verbose=0)
 
@@ -318,45 +323,3 @@ def _export(config, model, chief):
     os.rename(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) -> str:
-    """The closing table of a multi-group run; with ``baseline`` (a plain group's metrics),
-    also the groups' mean and each group's and the mean's difference from the baseline."""
-    lines = [f"{'group':>8} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
-    for m in metrics_by_group:
-        lines.append(_summary_row(m["group"], m["global_step"], m["eval_loss"],
-                                  m.get("eval_perplexity"), m["train_seconds"]))
-    if baseline is None:
-        return "\n".join(lines)
-    losses = [m["eval_loss"] for m in metrics_by_group]
-    mean = sum(losses) / len(losses)
-    has_perplexity = baseline.get("eval_perplexity") is not None
-    if len(metrics_by_group) > 1:
-        lines.append(_summary_row("mean", None, mean,
-                                  perplexity_of(mean) if has_perplexity else None))
-    lines.append(_summary_row("baseline", baseline["global_step"], baseline["eval_loss"],
-                              baseline.get("eval_perplexity"), baseline["train_seconds"]))
-    lines.append("minus the baseline (negative: codistillation ahead):")
-    rows = [(m["group"], m["eval_loss"]) for m in metrics_by_group]
-    if len(metrics_by_group) > 1:
-        rows.append(("mean", mean))
-    for name, loss in rows:
-        difference = loss - baseline["eval_loss"]
-        perplexity = "-"
-        if has_perplexity:
-            perplexity = f"{perplexity_of(loss) - baseline['eval_perplexity']:+.2f}"
-        lines.append(f"{name:>8} {'':>7} {difference:>+10.4f} {perplexity:>11}")
-    difference = mean - baseline["eval_loss"]
-    where = "ahead of" if difference < 0 else "behind" if difference > 0 else "level with"
-    lines.append(f"The codistilled groups end {where} the baseline: mean eval loss "
-                 f"{mean:.4f} against {baseline['eval_loss']:.4f} ({difference:+.4f}; one "
-                 "seed: differences of a few hundredths can be noise).")
-    return "\n".join(lines)
-
-
-def _summary_row(name, steps, loss, perplexity=None, seconds=None):
-    steps = "" if steps is None else steps
-    perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
-    seconds = "" if seconds is None else f"{seconds:.1f}"
-    return f"{name:>8} {steps:>7} {loss:>10.4f} {perplexity:>11} {seconds:>9}".rstrip()
