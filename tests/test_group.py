@@ -58,7 +58,7 @@ def test_a_group_writes_the_train_commands_layout_and_loads_its_peer(tmp_path, c
     assert second["peers"][0]["step"] == 20 and second["peers"][0]["directory"].endswith(
         "group_0/published")
     assert second["teacher_age_counted_steps"] > 0
-    assert "group 1 step 20: loss" in capsys.readouterr().out
+    assert "group 1 step 20/20: loss" in capsys.readouterr().out
     copy = model.teacher.frozen_models[0]  # holds the weights group 0 published
     for held, sent in zip(copy.weights, published.weights):
         np.testing.assert_array_equal(held.numpy(), sent)
