@@ -112,8 +112,15 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
                              "--train_steps=200", "--steps_per_loop=50",
                              "--reload_interval=10", "--baseline",
                              "--weight_decay_schedule=step_with_lr",
-                             "--lr_decay_boundaries=100,150"], timeout=300)
+                             "--lr_decay_boundaries=100,150", "--keep_checkpoints=0",
+                             "--plot_curves"], timeout=300)
     assert code == 0, output[-3000:]
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert sorted(curves) == ["baseline (no distillation)", "group 0 (codistilled)",
+                              "group 1 (codistilled)"]
+    assert all([p["step"] for p in c] == [50, 100, 150, 200] for c in curves.values())
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert f"held-out curves: {tmp_path / 'curves.png'}" in output
     assert output.rstrip().endswith(f"TensorBoard: tensorboard --logdir {tmp_path}")
     assert f"  {tmp_path / 'baseline' / 'group_0' / 'metrics.json'}" in output
     assert "[group 0] TensorBoard" not in output  # one closing summary: the launcher's
@@ -129,7 +136,8 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 200
         scalars = tensorboard_scalars(tmp_path / f"group_{group}" / "logs" / "codistill")
         assert {"teacher_reloads", "teacher_staleness_steps", "teacher_age_mean_steps",
-                "examples_per_second"} <= scalars
+                "examples_per_second", "noise_scale", "grad_norm_sq"} <= scalars
+        assert m["noise_scale"] > 0 and m["grad_trace_cov"] > 0  # one replica: half batches
         if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on; a
             # group that starts late loads copies from ahead of it (negative ages)
             assert (m["teacher_age_max_steps"] >= m["teacher_age_mean_steps"]
@@ -205,4 +213,5 @@ def test_two_groups_of_two_workers_on_localhost(tmp_path):
     for group, m in enumerate(metrics):
         assert m["global_step"] == 60
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 60
+        assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
     assert max(m["teacher_reloads"] for m in metrics) >= 1

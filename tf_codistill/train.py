@@ -33,6 +33,11 @@ flags.DEFINE_bool("baseline", False, "With --num_groups > 1 and no --group: also
 flags.DEFINE_bool("prepare_demo_data", False, "Write Python's own documentation as a WET file "
                   "into <model_dir>/data and train a vocabulary there unless --vocab is given; "
                   "use them as --train_files and --vocab.", module_name=flags_lib.RUN_SECTION)
+flags.DEFINE_bool("plot_curves", False, "With --num_groups > 1 and no --group: at the end, score "
+                  "every group's (and the baseline's) kept checkpoints on group 0's held-out "
+                  "data and draw them in <model_dir>/curves.png (and curves.json); "
+                  "--keep_checkpoints=0 keeps one per --steps_per_loop.",
+                  module_name=flags_lib.RUN_SECTION)
 
 
 def with_demo_data(config: config_lib.RunConfig) -> config_lib.RunConfig:
@@ -65,7 +70,8 @@ def main(argv):
             config = with_demo_data(config)
         if launch_all:
             from tf_codistill.runner import launch
-            sys.exit(launch.run_local_groups(config, baseline=FLAGS.baseline))
+            sys.exit(launch.run_local_groups(config, baseline=FLAGS.baseline,
+                                             plot_curves=FLAGS.plot_curves))
         from tf_codistill.runner import train_lib
         try:
             metrics = train_lib.run(config)

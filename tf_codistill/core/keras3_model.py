@@ -23,6 +23,11 @@ class Keras3CodistillModel(CodistillTraining, keras.Model):
 
     def __init__(self, student, *args, **kwargs):
         compat.refuse_keras3_under(tf.distribute.get_strategy())
+        if kwargs.get("noise_scale_interval") is not None:
+            raise ValueError("noise_scale_interval measures the gradient noise scale of "
+                             "tf_keras models only (it all-reduces the gradients itself, "
+                             "which Keras 3's apply_gradients cannot be told); pass None, or "
+                             f"{compat.TF_KERAS_HINT}.")
         super().__init__(student, *args, **kwargs)
 
     def _compiled_metrics(self) -> list:

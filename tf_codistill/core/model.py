@@ -29,6 +29,7 @@ import tf_keras as keras
 
 from tf_codistill.core import compat
 from tf_codistill.core import losses as losses_lib
+from tf_codistill.core.noise_scale import GradientNoiseScale, signed_halves
 from tf_codistill.core.teachers import TeacherSource
 
 
@@ -59,13 +60,17 @@ class CodistillTraining:
         e.g. weight decay), such as ``schedules.WeightDecaySchedule``. Codistillation
         regularizes by itself, so Sodhani et al. (2021) lower weight decay as training
         goes on; None adds the losses unscaled.
+      noise_scale_interval: None, or measure the student's gradient noise scale (B_simple,
+        ``core.noise_scale``) while training, reported in the train logs: with several
+        replicas every step, with one every this many steps.
     """
 
     def __init__(self, student, teacher: TeacherSource | None = None,
                  *, output_kind: str = "softmax", distill_loss="cross_entropy",
                  distill_weight: float = 1.0, temperature: float = 1.0,
                  burn_in_steps: int = 0, distill_rows: int | None = None,
-                 regularization_schedule=None, **kwargs):
+                 regularization_schedule=None, noise_scale_interval: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self._check_flavours(student, teacher)
         _check_weight(distill_weight)
@@ -94,6 +99,8 @@ class CodistillTraining:
         # evaluate logs too (it re-reads the metrics at the end only when a step returns
         # all of ``self.metrics``, and the test step returns a subset).
         self.distribute_reduction_method = "first"
+        self.noise_scale = (None if noise_scale_interval is None
+                            else GradientNoiseScale(noise_scale_interval))
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``; ``loss`` is the task loss phi on logits.
@@ -133,7 +140,7 @@ class CodistillTraining:
     def train_step(self, data):
         x, y, sample_weight = self._keras.utils.unpack_x_y_sample_weight(data)
         models = [self.student] + self.peers
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=self.noise_scale is not None) as tape:
             outputs = [tf.cast(model(x, training=True), tf.float32) for model in models]
             distills = self._distill_terms(x, outputs, sample_weight)
             per_model = [self._model_losses(i, outputs, distills[i], y, sample_weight)
@@ -142,14 +149,36 @@ class CodistillTraining:
             objective /= tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self._scale_loss(objective)
         variables = [v for model in models for v in model.trainable_variables]
-        gradients = self._unscale_gradients(tape.gradient(scaled, variables))
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        grads = self._unscale_gradients(tape.gradient(scaled, variables))
+        self._apply_gradients(grads, variables, tape, scaled, outputs[0], x)
         total, task, distill = per_model[0]
         self.total_loss_tracker.update_state(total)
         self.task_loss_tracker.update_state(task)
         self.distill_loss_tracker.update_state(distill)
         self._update_compiled_metrics(y, outputs[0], sample_weight)
-        return _results(self.metrics)
+        logs = _results(self.metrics)
+        if self.noise_scale is not None:
+            logs.update(self.noise_scale.result())
+        return logs
+
+    def _apply_gradients(self, grads, variables, tape, scaled, student_logits, x):
+        """The optimizer's update; with noise-scale telemetry the all-reduce is done here, so
+        that the replicas' own gradients are measured before it."""
+        if self.noise_scale is None:
+            self.optimizer.apply_gradients(zip(grads, variables))
+            return
+        student = self.student.trainable_variables
+
+        def half_difference():  # d = (G_A - G_B) / 2 of the student, one more backward pass
+            cotangent = signed_halves(tape.gradient(scaled, student_logits))
+            return self._unscale_gradients(tape.gradient(student_logits, student,
+                                                         output_gradients=cotangent))
+
+        grads = self.noise_scale.all_reduce(grads, len(student),
+                                            tf.shape(tf.nest.flatten(x)[0])[0],
+                                            self.optimizer.iterations, half_difference)
+        self.optimizer.apply_gradients(zip(grads, variables),
+                                       experimental_aggregate_gradients=False)
 
     def _distill_terms(self, x, outputs, sample_weight):
         """The unweighted distillation loss of each trained copy, or zeros where it cannot count.

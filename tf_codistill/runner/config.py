@@ -102,6 +102,12 @@ class TrainerConfig:
         "float32", "Keras precision policy of the group's models: variables stay float32, "
         "mixed_* compute in 16 bits (mixed_float16 adds dynamic loss scaling). Teacher copies "
         "of peers compute at --teacher_precision.", choices=MIXED_PRECISION_POLICIES)
+    noise_scale_interval: int = knob(
+        50, "Measure the gradient noise scale (B_simple, McCandlish et al. 2018: the batch past "
+        "which a larger one stops saving steps) while training: with one replica every this "
+        "many steps, from the batch's two halves (one more backward pass of the student); "
+        "with several replicas every step, from their gradients before the all-reduce. "
+        "In the progress lines, TensorBoard and metrics.json. 0: off.", valid=AT_LEAST_0)
 
 
 @dataclasses.dataclass(frozen=True)

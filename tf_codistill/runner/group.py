@@ -31,6 +31,7 @@ from absl import logging
 
 from tf_codistill.core import compat
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
+from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                          build_teacher_copy, named_weights)
@@ -273,6 +274,7 @@ class Group:
             "peers": [],  # per peer: directory, step, bytes_read, snapshots_read, latency
         }
         metrics.update(self.step_timer.summary())
+        metrics.update(noise_scale_metrics(model))
         metrics.update(model.teacher.stats())
         return metrics
 
@@ -307,6 +309,14 @@ class Group:
         except OSError as error:
             raise not_writable(self.model_dir, error) from None
         return lease
+
+
+def noise_scale_metrics(model) -> dict:
+    """The gradient noise scale's averages at the end (None: off or not measured)."""
+    values = ({name: float(value) for name, value in model.noise_scale.result().items()}
+              if getattr(model, "noise_scale", None) is not None else {})
+    return {name: values[name] if math.isfinite(values.get(name, math.nan)) else None
+            for name in NOISE_SCALE_LOGS}
 
 
 def _sections(train_steps, settings):

@@ -50,8 +50,10 @@ def baseline_config(config: config_lib.RunConfig) -> config_lib.RunConfig:
         trainer=dataclasses.replace(config.trainer, weight_decay_schedule="constant"))
 
 
-def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> int:
-    """Starts every group (and the baseline), waits for all, prints the summary.
+def run_local_groups(config: config_lib.RunConfig, baseline: bool = False,
+                     plot_curves: bool = False) -> int:
+    """Starts every group (and the baseline), waits for all, prints the summary; with
+    ``plot_curves``, first scores every kept checkpoint and draws the held-out curves.
 
     Returns 0, or 2 when some groups were already running (their children exit 2
     because another process holds the group's lease; this launch adds nothing for
@@ -86,7 +88,11 @@ def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> in
         print(f"groups {failed} failed; rerun the same command to resume them.", flush=True)
     if failed or running:
         return 1 if failed else 2
-    print("\n".join(summary.closing_lines(summary.read_run(config, baseline))), flush=True)
+    run = summary.read_run(config, baseline)
+    if plot_curves:
+        from tf_codistill.runner import curves
+        run = dataclasses.replace(run, curves=curves.write(run))
+    print("\n".join(summary.closing_lines(run)), flush=True)
     return 0
 
 

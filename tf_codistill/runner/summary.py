@@ -3,8 +3,8 @@
 ``closing_lines(run)`` turns a run's results (``RunResult``: each group's and the
 baseline's metrics.json and config) into the lines the train command prints at the
 end: the evaluation table (with the baseline: the groups' mean and each difference),
-then each ``GROUP_NOTES`` function's lines for every group, then where metrics.json
-and export/ are and the TensorBoard command. A note is a function from one
+then each ``GROUP_NOTES`` function's lines for every group, then where metrics.json,
+export/ and the held-out curves' picture are, and the TensorBoard command. A note is a function from one
 ``GroupResult`` to lines (none when it has nothing to say); adding one to
 ``GROUP_NOTES`` adds it to every run's closing summary.
 """
@@ -39,6 +39,7 @@ class RunResult:
     model_dir: str
     groups: tuple[GroupResult, ...]
     baseline: Optional[GroupResult] = None
+    curves: Optional[str] = None  # the held-out curves' picture (runner/curves.py)
 
     @property
     def every_group(self) -> tuple[GroupResult, ...]:
@@ -85,6 +86,8 @@ def closing_lines(run: RunResult, notes: tuple[GroupNote, ...] = GROUP_NOTES) ->
             lines += note(group)
     lines += _paths("metrics", [g.layout.metrics for g in run.every_group])
     lines += _paths("exported models", [g.layout.export for g in run.every_group])
+    if run.curves:
+        lines.append(f"held-out curves: {run.curves}")
     lines.append(f"TensorBoard: tensorboard --logdir {run.model_dir}")
     return lines
 

@@ -142,7 +142,8 @@ def _build(config, task, strategy, group: Group | None = None):
             temperature=config.codistill.temperature,
             burn_in_steps=config.codistill.burn_in_steps, distill_rows=distill_rows,
             regularization_schedule=weight_decay_schedule(
-                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries))
+                config.trainer.weight_decay_schedule, config.trainer.lr_decay_boundaries),
+            noise_scale_interval=config.trainer.noise_scale_interval or None)
         optimizer = make_optimizer(config.trainer, task.learning_rate())
         if config.trainer.mixed_precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
