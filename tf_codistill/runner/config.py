@@ -258,13 +258,18 @@ class RunConfig:
     @property
     def init_seed(self) -> int:
         """Seed of this group's initialization: groups start from different points."""
-        return self.trainer.seed * 1000 + self.group
+        return group_seed(self.trainer.seed, self.group)
 
     @property
     def data_seed(self) -> int:
-        """Seed of this group's data order; distinct for every (seed, group) pair, so seed s's
-        group 1 never reads in the order of seed s + 1's group 0."""
-        return self.trainer.seed * 1000 + self.group
+        """Seed of this group's data order (``group_seed``)."""
+        return group_seed(self.trainer.seed, self.group)
+
+
+def group_seed(seed: int, group: int) -> int:
+    """The seed of group ``group`` of a run seeded ``seed``; distinct for every (seed, group)
+    pair, so seed s's group 1 never starts or reads like seed s + 1's group 0."""
+    return seed * 1000 + group
 
 
 SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig, "data": DataConfig}
@@ -293,9 +298,14 @@ def check(config: RunConfig) -> None:
                           f"section of --task={config.task}; pass "
                           f"model={model_section(config.task).__name__}(...) or None.")
     for section in (config, config.trainer, config.codistill, config.data, config.model):
-        for field in knobs(type(section)):
-            _check_field(field, getattr(section, field.name))
+        check_section(section)
     _check_combinations(config)
+
+
+def check_section(section) -> None:
+    """Raises ConfigError naming the first knob of ``section`` out of its valid values."""
+    for field in knobs(type(section)):
+        _check_field(field, getattr(section, field.name))
 
 
 def _check_field(field: dataclasses.Field, value) -> None:
