@@ -14,7 +14,7 @@ from absl import flags
 
 from tests.helpers import runs
 from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
 from tf_codistill.runner import train_lib
 

@@ -10,7 +10,7 @@ from tests.helpers import tiny_models as tiny
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import CheckpointPeers, named_weights
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 
 

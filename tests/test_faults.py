@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import lm, runs
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks.clusters import ClustersModelSection

@@ -17,12 +17,12 @@ from tf_codistill.core.model import CodistillModel
 from tf_codistill.core.teachers import FixedTeacher
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import CheckpointPeers, build_teacher_copy, named_weights
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection
-from tf_codistill.tasks.imagenet import ImageNetModelSection
+from tf_codistill.tasks.imagenet import ImageNetData, ImageNetModelSection
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -89,7 +89,7 @@ def test_imagenet_trains_with_xla_like_graph_mode(tmp_path):
         task="imagenet", model_dir=str(tmp_path / "run"), trainer=config_lib.TrainerConfig(
             train_steps=3, batch_size=8, steps_per_loop=3, eval_steps=1,
             optimizer="momentum", learning_rate=0.01),
-        data=config_lib.DataConfig(data_dir=str(data)),
+        data=ImageNetData(data_dir=str(data)),
         model=ImageNetModelSection(image_model="small_resnet", image_size=32, num_classes=4))
     batch = next(iter(get_task(config).train_dataset(tf.distribute.InputContext())))
     graph = _fixed_batch_losses(config, batch, False)

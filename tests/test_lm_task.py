@@ -12,7 +12,7 @@ import tokenizer
 from data_pipelines import wet
 from data_pipelines.filters import FilterConfig, filter_document
 from tests.helpers import lm
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import demo_data
 from tf_codistill.runner import train_lib
 

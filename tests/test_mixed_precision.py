@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests.helpers import lm
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection

@@ -285,7 +285,7 @@ def test_the_default_staleness_limit_keeps_a_slow_peer_and_drops_a_dead_one(tmp_
     """Peer 0 trains 2.5x slower than the reader and its copies arrive 2 steps after they
     are written: never dropped. Peer 1 dies after its step 8: dropped 3 intervals after
     its last copy arrived."""
-    from tf_codistill.runner import config as config_lib
+    from tf_codistill import config as config_lib
     interval, steps = 4, 80
     limit = config_lib.CodistillConfig(reload_interval=interval).teacher_staleness_limit
     directories = [str(tmp_path / "slow"), str(tmp_path / "dead")]

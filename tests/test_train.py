@@ -12,7 +12,7 @@ import tensorflow as tf
 from tests.helpers import runs
 from tests.test_multi_worker import free_ports
 from tf_codistill.core.carried_state import ReplicaCarriedState
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection

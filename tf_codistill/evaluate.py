@@ -24,7 +24,7 @@ cap_malloc_arenas()  # before TensorFlow's thread pools exist (runner/allocator.
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_codistill.runner import config as config_lib  # noqa: E402
+from tf_codistill import config as config_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("group_dirs", [], "Trained group directories (<model_dir>/group_<k>).")

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tf_codistill.runner import config as config_lib  # noqa: E402
+from tf_codistill import config as config_lib  # noqa: E402
 from tf_codistill.runner import manifests  # noqa: E402
 
 manifests.define_flags(flags.FLAGS)

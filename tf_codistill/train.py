@@ -9,7 +9,7 @@ group as its own job (for example a MultiWorkerMirroredStrategy job with its
 own TF_CONFIG). With ``--cluster=slurm`` every srun task finds its group and its
 group's TF_CONFIG in the Slurm environment (``runner/cluster.py``). Flagfiles
 layer: later flags win. Every setting's flag comes from its config field
-(``runner/config.py`` and each task's model section).
+(``tf_codistill/config/`` and each task's model and data sections).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ cap_malloc_arenas()  # before TensorFlow's thread pools exist (runner/allocator.
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_codistill.runner import config as config_lib  # noqa: E402
+from tf_codistill import config as config_lib  # noqa: E402
 from tf_codistill.runner import flags as flags_lib  # noqa: E402
 from tf_codistill.runner.strategies import TPUUnavailableError  # noqa: E402
 

@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Sequence
 
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import demo_data
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 from . import experiment_lib
 from .experiment_lib import Arm
 

@@ -145,7 +145,7 @@ class CodistillModel(keras.Model):
         branches are traced (building the teacher copies), one runs.
         """
         zeros = [tf.constant(0.0) for _ in outputs]
-        has_frozen = type(self.teacher).frozen_predictions is not TeacherSource.frozen_predictions
+        has_frozen = self.teacher.has_frozen_teachers
         if not self.peers and not has_frozen:
             return zeros
 

@@ -145,6 +145,8 @@ class CheckpointPeers(TeacherSource):
         self._age_min = None
         self._received_at: dict[int, int] = {}  # the student's step at each peer's last swap
 
+    has_frozen_teachers = True
+
     @property
     def frozen_models(self):
         return tuple(self._copies)

@@ -28,11 +28,7 @@ from typing import Mapping, Optional, Sequence
 
 from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver as _slurm
 
-CLUSTERS = ("none", "slurm")
-DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's default
-
-# config.py reads the two names above for its knobs, so they come before this import.
-from tf_codistill.runner import config as config_lib  # noqa: E402
+from tf_codistill import config as config_lib
 
 
 @dataclasses.dataclass(frozen=True)

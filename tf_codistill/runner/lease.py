@@ -35,7 +35,7 @@ from typing import Callable, Optional
 
 from absl import logging
 
-from tf_codistill.runner.config import ConfigError
+from tf_codistill.config import ConfigError
 
 HEARTBEAT_S = 2.0
 EXPIRE_HEARTBEATS = 10  # 20 s without renewal on another host; a dead pid here is stale at once

@@ -31,7 +31,7 @@ from absl import flags
 
 from tf_codistill.exchange import snapshots
 from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
 
 EMITS = ("kubeflow", "tf_config")

@@ -22,26 +22,22 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from tf_codistill.runner import callbacks as callbacks_lib
+from tf_codistill import config as config_lib
+from tf_codistill import tasks
+from tf_codistill.config import layout
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
-from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
-from tf_codistill.runner import lease as lease_lib
-from tf_codistill.runner.optimizers import make_optimizer
-from tf_codistill.exchange import snapshots
 from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
-from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
-                                build_teacher_copy)
 from tf_codistill.core.schedules import weight_decay_schedule
+from tf_codistill.exchange import snapshots
+from tf_codistill.exchange.peers import BackgroundPublisher, PublishCallback
+from tf_codistill.runner import callbacks as callbacks_lib
+from tf_codistill.runner import cluster
+from tf_codistill.runner import evaluation
+from tf_codistill.runner import lease as lease_lib
+from tf_codistill.runner import teacher_sources
+from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.runner.strategies import get_strategy
-from tf_codistill.core.teachers import FixedTeacher, PriorTeacher
-from tf_codistill.tasks import get_task
-from tf_codistill.exchange.topology import peers_of
-
-PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real model
 
 
 def run(config: config_lib.RunConfig) -> dict:
@@ -53,9 +49,10 @@ def run(config: config_lib.RunConfig) -> dict:
     resumes: metrics.json is written last, so a group without it retrains from
     its last checkpoint (none: from scratch) and exports and evaluates again.
     """
+    config = tasks.resolve(config)
     config_lib.check(config)
     config = aligned_to_executions(config)
-    task = get_task(config)
+    task = tasks.get_task(config)
     task.check_inputs()
     try:
         strategy = get_strategy(config.strategy, config.tpu)
@@ -136,7 +133,7 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
     # Global seeds for whatever a model draws without its own seed (dropout, unseeded
     # initializers); the tasks seed their initializers and data order themselves.
     keras.utils.set_random_seed(config.init_seed)
-    model, peers = _build(config, task, strategy)
+    model, teacher = _build(config, task, strategy)
     try:
         carried = ReplicaCarriedState(model.student, strategy)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
@@ -158,8 +155,7 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
                                                  config.trainer.eval_steps or None,
                                                  rows=model.distill_rows)
     finally:
-        if peers is not None:
-            peers.close()
+        teacher.close()
     metrics = _metrics(config, model, train_logs, eval_logs, seconds)
     metrics["input"] = task.input_stats()
     metrics.update(agreement)
@@ -169,24 +165,15 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
 
 
 def _build(config, task, strategy):
-    """The compiled CodistillModel, built in the strategy's scope, and its checkpoint peers.
-
-    The student's teacher is the peer groups; with --teacher=uniform|unigram a
-    fixed prior (the label-smoothing baselines); with --teacher=ensemble the
-    trained groups of --teacher_dirs (two-phase distillation). peers is None
-    without peer groups.
-    """
+    """The compiled CodistillModel, built in the strategy's scope, and its teacher source
+    (``runner.teacher_sources``: what --teacher names), which the caller closes."""
+    config = tasks.resolve(config)
     per_replica_batch = _per_replica_batch(config, strategy)
     distill_rows = config.codistill.distill_rows(per_replica_batch)
     teacher_batch = distill_rows or per_replica_batch
     with strategy.scope(), _global_policy(config.trainer.mixed_precision):
         student = task.build_model(per_replica_batch)
-        if config.codistill.teacher == "peers":
-            teacher = peers = _checkpoint_peers(config, task, teacher_batch)
-        elif config.codistill.teacher == "ensemble":
-            teacher, peers = _ensemble_teacher(config, task, teacher_batch), None
-        else:
-            teacher, peers = PriorTeacher(task.label_prior(config.codistill.teacher)), None
+        teacher = teacher_sources.build(config, task, teacher_batch)
         model = CodistillModel(
             student, teacher, output_kind=task.output_kind,
             distill_loss=config.codistill.distill_loss,
@@ -198,9 +185,10 @@ def _build(config, task, strategy):
         optimizer = make_optimizer(config.trainer, task.learning_rate())
         if config.trainer.mixed_precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-        model.compile(optimizer, metrics=task.metrics(), jit_compile=config.trainer.jit_compile,
+        model.compile(optimizer, loss=task.loss(), metrics=task.metrics(),
+                      jit_compile=config.trainer.jit_compile,
                       steps_per_execution=config.trainer.steps_per_execution)
-    return model, peers
+    return model, model.teacher
 
 
 def aligned_to_executions(config):
@@ -307,36 +295,6 @@ def _steps_per_loop(config):
     return min(config.trainer.steps_per_loop, config.trainer.train_steps)
 
 
-def _checkpoint_peers(config, task, teacher_batch):
-    groups = peers_of(config.group, config.num_groups, config.codistill.topology)
-    if not groups:
-        return None
-    directories = [layout.GroupLayout.of(config.model_dir, g).published for g in groups]
-    precision = config.codistill.teacher_precision
-    return CheckpointPeers(directories,
-                           lambda: build_teacher_copy(lambda: task.build_model(teacher_batch),
-                                                      precision),
-                           reload_interval=config.codistill.reload_interval,
-                           reload_offset=config.codistill.reload_offset,
-                           poll_interval_s=PEER_POLL_INTERVAL_S,
-                           staleness_warning_s=config.codistill.staleness_warning_s,
-                           max_staleness=config.codistill.teacher_staleness_limit,
-                           final_step=config.trainer.train_steps)
-
-
-def _ensemble_teacher(config, task, teacher_batch):
-    """The frozen ensemble of already trained groups: phase two of two-phase distillation."""
-    directories = config.codistill.teacher_dirs
-    configs = [evaluation.load_run_config(directory) for directory in directories]
-    evaluation.check_same_model([config, *configs], "--teacher_dirs")
-    models = []
-    for directory in directories:
-        model = task.build_model(teacher_batch)
-        evaluation.restore_student(model, evaluation.latest_checkpoint(directory))
-        models.append(model)
-    return FixedTeacher(models)
-
-
 def _writable_dir(directory, chief):
     """Non-chief workers write their share of a collective save to a private place."""
     if chief:
@@ -423,7 +381,7 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
             f"that divides {start_step}.")
     dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
-    if chief and config.num_groups > 1 and config.codistill.teacher == "peers":
+    if chief and config.num_groups > 1 and teacher_sources.kind_of(config).publishes:
         publisher = BackgroundPublisher(snapshots.PeerPublisher(
             config.layout.published,
             precision=config.codistill.teacher_precision))

@@ -15,9 +15,9 @@ import functools
 import numpy as np
 
 from data_pipelines import hidden_markov
+from tf_codistill.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob
 from tf_codistill.core.losses import perplexity
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
-from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob
 from tf_codistill.tasks.base import Task
 
 HELD_OUT_WINDOWS = 64  # held-out batches of --eval_steps=0 ("the whole set")
@@ -41,10 +41,18 @@ class HiddenMarkovModelSection:
                             "for every --seed and group.", valid=AT_LEAST_0)
 
 
+@dataclasses.dataclass(frozen=True)
+class HiddenMarkovData:
+    """How the generated streams are cut into rows."""
+
+    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
+
+
 class HiddenMarkovTask(Task):
     """B continuous streams x seq_len tokens per replica from a hidden Markov source."""
 
     ModelConfig = HiddenMarkovModelSection
+    DataConfig = HiddenMarkovData
     output_kind = "softmax"
     throughput_unit = "tokens"
 

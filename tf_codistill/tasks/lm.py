@@ -10,27 +10,39 @@ import tensorflow as tf
 import tokenizer as tokenizer_lib
 from data_pipelines.filters import FilterConfig
 from data_pipelines import partition, shards, wet
+from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
 from data_pipelines.training_data import build_dataset_from_shards, build_training_dataset
+from tf_codistill.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob
 from tf_codistill.core.losses import perplexity
-from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
-from tf_codistill.tasks.base import Task
+from tf_codistill.tasks.base import InputFiles, Task, expand_files
 
 UNIGRAM_BATCHES = 200
 VOCAB_HINT = ("build one with `python -m tokenizer.train --input=<WET or text files> "
               "--vocab_size=24006 --output=vocab.model`")
 
 
-def expand_files(patterns, flag: str) -> list[str]:
-    """Globs to sorted paths; a pattern that matches nothing is an error naming it."""
-    files = []
-    for pattern in patterns:
-        matches = tf.io.gfile.glob(pattern)
-        if not matches:
-            raise ConfigError(f"--{flag}: {pattern!r} matches no file; pass existing WET files "
-                              "(.wet.gz or .wet, globs allowed).")
-        files.extend(matches)
-    return sorted(set(files))
+@dataclasses.dataclass(frozen=True)
+class LanguageModelData(InputFiles):
+    """Where the LM's text comes from and how it is cut into rows."""
+
+    train_shards: str = knob(
+        "", "LM: the --output_prefix of data_pipelines.beam_pipeline; train on its TFRecord "
+        "shards of this group's partition (and evaluate on its validation shards) instead "
+        "of reading --train_files.")
+    vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
+    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
+    min_paragraph_words: int = knob(
+        0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
+        "pipeline's default (30).", valid=AT_LEAST_0)
+    shuffle_documents: int = knob(
+        1000, "Documents in the LM's shuffle buffer: each epoch reads the training documents "
+        "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
+        "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
+    validation_fraction: float = knob(
+        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for "
+        "evaluation (by hash of the record id) when --eval_files is empty.",
+        valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +60,7 @@ class LanguageModelTask(Task):
     """B streams x seq_len tokens per replica; state carried across batches, never reset."""
 
     ModelConfig = LanguageModelSection
+    DataConfig = LanguageModelData
     output_kind = "softmax"
     throughput_unit = "tokens"
 

@@ -2,12 +2,19 @@
 
 Every setting is a dataclass field declared with ``knob``: its default, its
 help text and its valid values. The sections here hold what every task shares
-(the run, the trainer, codistillation, data); each task owns its model section
-(``Task.ModelConfig``, e.g. ``tasks.lm.LanguageModelSection``). ``runner.flags``
-derives the train command's flags from these fields, ``check`` validates a
-config however it was made (flags, a config file, Python), and the resolved
-config goes to ``<group_dir>/config.json``, which child processes and resumed
-runs read back with ``from_dict``.
+(the run, the trainer, codistillation); each task owns its model and data
+sections (``Task.ModelConfig``, ``Task.DataConfig``), which
+``tasks.resolve`` fills in. ``runner.flags`` derives the train command's flags
+from these fields, ``check`` validates a config however it was made (flags, a
+config file, Python), and the resolved config goes to
+``<group_dir>/config.json``, which child processes and resumed runs read back
+with ``read``.
+
+This package is the bottom layer: it imports nothing else of tf_codistill, so
+every other layer may import it. The names a choice-valued knob accepts are
+declared here; the modules that implement them (losses, schedules, precisions,
+optimizers, strategies, teacher sources) key their registries by these names,
+and tests/test_architecture.py checks that the two agree.
 """
 
 from __future__ import annotations
@@ -15,26 +22,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import typing
 import uuid
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from data_pipelines.imagenet import SOURCES as IMAGENET_SOURCES
-from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
-from tf_codistill.core.losses import DISTILLATION_LOSSES
-from tf_codistill.core.schedules import WEIGHT_DECAY_SCHEDULES
-from tf_codistill.exchange.precision import PRECISIONS
-from tf_codistill.exchange.topology import TOPOLOGIES, peers_of
-from tf_codistill.runner import layout
-from tf_codistill.runner.cluster import CLUSTERS, DEFAULT_PORT_BASE
-from tf_codistill.runner.optimizers import OPTIMIZERS
-from tf_codistill.runner.strategies import STRATEGIES
+from tf_codistill.config import layout
+from tf_codistill.config.topology import TOPOLOGIES, peers_of
 
+# The names of choice-valued knobs; their implementations key registries by them.
+OPTIMIZERS = ("adam", "adagrad", "sgd", "momentum")  # runner.optimizers
+WEIGHT_DECAY_SCHEDULES = ("constant", "step_with_lr")  # core.schedules
+DISTILLATION_LOSSES = ("cross_entropy", "kl", "logit_mse")  # core.losses
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")  # exchange.precision
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")  # runner.strategies
+TEACHERS = ("peers", "uniform", "unigram", "ensemble")  # runner.teacher_sources
+CLUSTERS = ("none", "slurm")  # runner.cluster
+DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's default
 PARTITIONS = ("disjoint", "same")
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
-TEACHERS = ("peers", "uniform", "unigram", "ensemble")
 # A healthy peer's snapshots reach this group every --reload_interval of the peer's steps,
 # plus a poll (0.5 s) and the write: ~75 steps for a peer 1.5x slower at interval 50.
 # Three intervals keep peers up to ~2.5x slower, or one publish late; a dead peer stops
@@ -70,7 +76,7 @@ class TrainerConfig:
     train_steps: int = knob(1000, "Optimizer steps per group.", valid=AT_LEAST_1)
     batch_size: int = knob(32, "Global batch size of one group.", valid=AT_LEAST_1)
     learning_rate: float = knob(1e-3, "Peak learning rate.", valid=POSITIVE)
-    optimizer: str = knob("adam", "Optimizer.", choices=tuple(OPTIMIZERS))
+    optimizer: str = knob("adam", "Optimizer.", choices=OPTIMIZERS)
     momentum: float = knob(0.9, "Momentum of --optimizer=momentum.", valid=AT_LEAST_0)
     warmup_steps: int = knob(0, "Linear learning-rate warm-up steps.", valid=AT_LEAST_0)
     lr_decay_boundaries: tuple[int, ...] = knob(
@@ -108,7 +114,7 @@ class TrainerConfig:
 class CodistillConfig:
     distill_loss: str = knob(
         "cross_entropy", "psi: soft-target cross entropy (the paper's), KL at a "
-        "temperature, or squared error between logits.", choices=tuple(DISTILLATION_LOSSES))
+        "temperature, or squared error between logits.", choices=DISTILLATION_LOSSES)
     distill_weight: float = knob(1.0, "Weight of the distillation term.", valid=AT_LEAST_0)
     temperature: float = knob(1.0, "Softmax temperature of cross_entropy and kl.",
                               valid=POSITIVE)
@@ -174,42 +180,16 @@ class CodistillConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    train_files: tuple[str, ...] = knob((), "Training files (globs allowed).")
-    eval_files: tuple[str, ...] = knob((), "Held-out files; empty: a held-out partition of "
-                                       "--train_files.")
-    train_shards: str = knob(
-        "", "LM: the --output_prefix of data_pipelines.beam_pipeline; train on its TFRecord "
-        "shards of this group's partition (and evaluate on its validation shards) instead "
-        "of reading --train_files.")
-    data_dir: str = knob("", "ImageNet: the TFRecords (train-*-of-*, validation-*-of-*), or "
-                         "the TFDS data_dir with --imagenet_source=tfds.")
-    imagenet_source: str = knob(
-        "tfrecords", "ImageNet: TFRecords in the layout of TensorFlow's conversion scripts, "
-        "or TFDS imagenet2012 prepared with `tfds build imagenet2012 --data_dir=D "
-        "--manual_dir=M`.", choices=IMAGENET_SOURCES)
-    vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
-    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
-    min_paragraph_words: int = knob(
-        0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
-        "pipeline's default (30).", valid=AT_LEAST_0)
-    shuffle_documents: int = knob(
-        1000, "Documents in the LM's shuffle buffer: each epoch reads the training documents "
-        "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
-        "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
-    validation_fraction: float = knob(
-        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for "
-        "evaluation (by hash of the record id) when --eval_files is empty.",
-        valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
-
-
-@dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """The whole run; ``model`` is the task's own section (``Task.ModelConfig``)."""
+    """The whole run; ``model`` and ``data`` are the task's own sections (``Task.ModelConfig``,
+    ``Task.DataConfig``). None (or, read from a file, a dict) until ``tasks.resolve`` fills
+    them in with the task's classes."""
 
     task: str = knob("lm", "Set-up to train: the paper's LM, Criteo or ImageNet, the LM on "
                      "a generated language with a known entropy floor (hmm_lm), or the tiny "
-                     "clusters task used by tests (lm, criteo, imagenet, hmm_lm, clusters).")
+                     "clusters task used by tests (lm, criteo, imagenet, hmm_lm, clusters); "
+                     "or a task of your own as package.module:ClassName (a subclass of "
+                     "tf_codistill.tasks.base.Task).")
     model_dir: str = knob("", "Directory holding everything the run makes; rerun the same "
                           "command to resume.")
     num_groups: int = knob(1, "Groups (model copies) that codistill.", valid=AT_LEAST_1)
@@ -232,12 +212,8 @@ class RunConfig:
         valid=Range(lambda v: 1024 <= v <= 65535 - 256, "between 1024 and 65279"))
     trainer: TrainerConfig = TrainerConfig()
     codistill: CodistillConfig = CodistillConfig()
-    data: DataConfig = DataConfig()
     model: Any = None  # None: the task's defaults
-
-    def __post_init__(self):
-        if self.model is None:
-            object.__setattr__(self, "model", model_section(self.task)())
+    data: Any = None  # None: the task's defaults
 
     @property
     def layout(self) -> layout.GroupLayout:
@@ -259,13 +235,8 @@ class RunConfig:
         return self.trainer.seed * 1000 + self.group
 
 
-SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig, "data": DataConfig}
-
-
-def model_section(task: str) -> type:
-    """The model section class the task owns (imports the task's module)."""
-    from tf_codistill.tasks import task_class
-    return task_class(task).ModelConfig
+SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig}
+TASK_SECTIONS = ("model", "data")  # each task's own classes (Task.ModelConfig, .DataConfig)
 
 
 def knobs(section: type) -> list[dataclasses.Field]:
@@ -273,18 +244,28 @@ def knobs(section: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(section) if "help" in f.metadata]
 
 
-def field_types(section: type) -> dict[str, type]:
-    return typing.get_type_hints(section)
+def section_from(kind: type, value, key: str):
+    """``value`` as a ``kind`` section: None gives the defaults, a dict (read from a file)
+    its known keys, other keys dropped and missing ones at their defaults."""
+    if value is None:
+        return kind()
+    if isinstance(value, dict):
+        names = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: _tuples(v) for k, v in value.items() if k in names})
+    if not isinstance(value, kind):
+        raise ConfigError(f"config.{key} is {type(value).__name__}, not {kind.__name__}; pass "
+                          f"{key}={kind.__name__}(...) or None.")
+    return value
 
 
 def check(config: RunConfig) -> None:
-    """Raises ConfigError naming the first setting that is not valid and what to pass."""
-    model_section(config.task)  # an unknown task is a ConfigError naming the known ones
-    if not isinstance(config.model, model_section(config.task)):
-        raise ConfigError(f"config.model is {type(config.model).__name__}, not the model "
-                          f"section of --task={config.task}; pass "
-                          f"model={model_section(config.task).__name__}(...) or None.")
-    for section in (config, config.trainer, config.codistill, config.data, config.model):
+    """Raises ConfigError naming the first setting that is not valid and what to pass.
+
+    The task's sections are checked once ``tasks.resolve`` has filled them in."""
+    sections = [config, config.trainer, config.codistill]
+    sections += [getattr(config, key) for key in TASK_SECTIONS
+                 if dataclasses.is_dataclass(getattr(config, key))]
+    for section in sections:
         for field in knobs(type(section)):
             _check_field(field, getattr(section, field.name))
     _check_combinations(config)
@@ -333,15 +314,15 @@ def to_dict(config: RunConfig) -> dict:
 
 
 def from_dict(values: dict) -> RunConfig:
-    """The RunConfig of ``to_dict``; keys a newer or older version lacks take defaults."""
+    """The RunConfig of ``to_dict``; keys a newer or older version lacks take defaults.
+
+    The task's sections stay dicts until ``tasks.resolve`` makes them its classes."""
     top = {f.name for f in knobs(RunConfig)}
     arguments = {k: v for k, v in values.items() if k in top}
-    task = arguments.get("task", RunConfig.task)
-    sections = {**SECTIONS, "model": model_section(task)}
-    for key, section in sections.items():
-        names = {f.name for f in dataclasses.fields(section)}
-        arguments[key] = section(**{k: _tuples(v) for k, v in (values.get(key) or {}).items()
-                                    if k in names})
+    for key, section in SECTIONS.items():
+        arguments[key] = section_from(section, values.get(key) or {}, key)
+    for key in TASK_SECTIONS:
+        arguments[key] = values.get(key)
     return RunConfig(**arguments)
 
 
@@ -368,6 +349,9 @@ def write_or_check(config: RunConfig) -> None:
     path = config.layout.config
     if tf.io.gfile.exists(path):
         saved = read(path)
+        if saved.task == config.task:
+            saved = dataclasses.replace(
+                saved, model=section_from(type(config.model), saved.model, "model"))
         for key in ("task", "model"):
             if _normalized(getattr(saved, key)) != _normalized(getattr(config, key)):
                 raise ConfigError(
