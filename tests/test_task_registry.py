@@ -77,7 +77,7 @@ def test_the_train_flags_take_a_task_of_ones_own(own_module):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("nonesuch", r"--task='nonesuch' is not known; choose one of .*package.module:ClassName"),
+    ("nonesuch", r"--task=nonesuch: value should be one of .*package.module:ClassName"),
     ("no_such_module_here:X", r"module 'no_such_module_here' does not import .*PYTHONPATH"),
     ("{own}:Missing", r"module 'my_tasks' has no 'Missing'"),
     ("{own}:NotATask", r"my_tasks.NotATask is not a Task; subclass tf_codistill.tasks.base"),

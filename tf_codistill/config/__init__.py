@@ -267,11 +267,12 @@ def check(config: RunConfig) -> None:
                  if dataclasses.is_dataclass(getattr(config, key))]
     for section in sections:
         for field in knobs(type(section)):
-            _check_field(field, getattr(section, field.name))
+            check_value(field, getattr(section, field.name))
     _check_combinations(config)
 
 
-def _check_field(field: dataclasses.Field, value) -> None:
+def check_value(field: dataclasses.Field, value) -> None:
+    """Raises ConfigError when ``value`` is not one of the knob's choices or out of its range."""
     choices, valid = field.metadata["choices"], field.metadata["range"]
     if choices is not None and value not in choices:
         raise ConfigError(f"--{field.name}={value!r} is not valid; choose one of "

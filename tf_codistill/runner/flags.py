@@ -79,11 +79,14 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib
 
 
 def _check_task_flags_belong_to(config: config_lib.RunConfig, flag_values) -> None:
-    """A model or data flag of another task would be silently ignored: refuse it instead."""
+    """A model or data flag of another task would be silently ignored: refuse it instead
+    (after checking its value, which is wrong whatever the task)."""
     mine = {f.name for key in config_lib.TASK_SECTIONS
             for f in config_lib.knobs(type(getattr(config, key)))}
     for flag in _task_flags():
         if flag_values[flag.name].present and flag.name not in mine:
+            for field in _fields_named(flag.name):
+                config_lib.check_value(field, flag_values[flag.name].value)
             key, owners = next((key, owners[flag.name]) for key, owners in
                                ((key, _owners(key)) for key in config_lib.TASK_SECTIONS)
                                if flag.name in owners)
@@ -91,6 +94,12 @@ def _check_task_flags_belong_to(config: config_lib.RunConfig, flag_values) -> No
                 f"--{flag.name} sets the {key} of --task={'|'.join(sorted(owners))}, not of "
                 f"--task={config.task}; drop it (see --helpfull for --task={config.task}'s "
                 "flags).")
+
+
+def _fields_named(name: str) -> list:
+    """The built-in tasks' section fields called ``name``."""
+    return [field for key in config_lib.TASK_SECTIONS for task in tasks.TASKS
+            for field in config_lib.knobs(_section_class(task, key)) if field.name == name]
 
 
 def _owners(key: str) -> dict[str, set[str]]:

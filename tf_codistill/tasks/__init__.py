@@ -36,8 +36,8 @@ def task_class(name: str) -> type[Task]:
     if name in TASKS:
         return _import_task(TASKS[name], name)
     if ":" not in name:
-        raise ConfigError(f"--task={name!r} is not known; choose one of {sorted(TASKS)}, or "
-                          "pass a task of your own as --task=package.module:ClassName.")
+        raise ConfigError(f"--task={name}: value should be one of {sorted(TASKS)}, or a task "
+                          "of your own as --task=package.module:ClassName.")
     return _import_task(name, name)
 
 
