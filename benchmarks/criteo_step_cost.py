@@ -20,7 +20,7 @@ import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tf_codistill.runner.allocator import cap_malloc_arenas  # noqa: E402
+from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
 
 cap_malloc_arenas()  # as the train command does, before TensorFlow starts its threads
 

@@ -16,11 +16,13 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tf_codistill"
 # Bottom to top: a module imports modules of its own layer or of layers below it.
 LAYERS = (
     ("config", ("tf_codistill.config",)),
+    ("utils", ("tf_codistill.utils",)),
     ("core", ("tf_codistill.core",)),
     ("exchange", ("tf_codistill.exchange",)),
     ("models", ("tf_codistill.models",)),
     ("tasks", ("tf_codistill.tasks",)),
     ("runner", ("tf_codistill.runner",)),
+    ("cluster", ("tf_codistill.cluster",)),
     ("entry points", ("tf_codistill.train", "tf_codistill.evaluate", "tf_codistill.launch",
                       "tf_codistill.quickstart", "tf_codistill")),
 )

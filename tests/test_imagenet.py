@@ -134,7 +134,7 @@ def test_the_weight_decay_schedule_flag_reaches_the_built_model(weight_decay_sch
                                          weight_decay_schedule=weight_decay_schedule),
         model=ImageNetModelSection(image_model="small_resnet", image_size=SIZE,
                                      num_classes=NUM_CLASSES))
-    model, _ = train_lib._build(config, get_task(config), tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, get_task(config), tf.distribute.get_strategy())
     model.optimizer.iterations.assign(3)  # past the second learning-rate decay
     decay = float(tf.add_n(model.student.losses))
     logs = model.train_on_batch(tf.random.normal([4, SIZE, SIZE, 3], seed=0),

@@ -75,7 +75,7 @@ def _fixed_batch_losses(config, batch, jit_compile, steps=3):
         config, trainer=dataclasses.replace(config.trainer, jit_compile=jit_compile))
     task = get_task(config)
     keras.utils.set_random_seed(0)
-    model, _ = train_lib._build(config, task, tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, task, tf.distribute.get_strategy())
     assert model._jit_compile is jit_compile
     return [model.train_on_batch(*batch, return_dict=True)["task_loss"] for _ in range(steps)]
 
@@ -134,7 +134,7 @@ def test_criteo_checkpoint_peers_teach_on_the_hashed_batch_under_xla(tmp_path):
                             lambda: build_teacher_copy(lambda: task.build_model(32), "float32"),
                             poll_interval_s=60)
     try:
-        peers._poller.poll_once()  # what the background thread does, without waiting for it
+        peers.poller.poll_once()  # what the background thread does, without waiting for it
         assert peers.swap_in_new_weights(3) == 1
         np.testing.assert_allclose(peers.frozen_models[0](features), peer_student(features),
                                    rtol=1e-6)

@@ -59,7 +59,7 @@ def test_a_restore_brings_back_weights_and_optimizer_slots(tmp_path):
     train_lib.run(config)
     served = tf.saved_model.load(str(tmp_path / "group_0" / "export"))
     task = get_task(config)
-    model, _ = train_lib._build(config, task, tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, task, tf.distribute.get_strategy())
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     carried = ReplicaCarriedState(model.student, tf.distribute.get_strategy())
     assert train_lib._restore(checkpoint, config, model.student, carried) == 20

@@ -18,9 +18,9 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tf_codistill.runner.allocator import cap_malloc_arenas  # noqa: E402
+from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
 
-cap_malloc_arenas()  # before TensorFlow's thread pools exist (runner/allocator.py)
+cap_malloc_arenas()  # before TensorFlow's thread pools exist (utils/allocator.py)
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -7,7 +7,7 @@ processes sharing ``--model_dir`` and prints a table of their results. With
 ``--group=k`` it runs group k alone, so that a cluster scheduler can run each
 group as its own job (for example a MultiWorkerMirroredStrategy job with its
 own TF_CONFIG). With ``--cluster=slurm`` every srun task finds its group and its
-group's TF_CONFIG in the Slurm environment (``runner/cluster.py``). Flagfiles
+group's TF_CONFIG in the Slurm environment (``cluster/slurm.py``). Flagfiles
 layer: later flags win. Every setting's flag comes from its config field
 (``tf_codistill/config/`` and each task's model and data sections).
 """
@@ -21,9 +21,9 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tf_codistill.runner.allocator import cap_malloc_arenas  # noqa: E402
+from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
 
-cap_malloc_arenas()  # before TensorFlow's thread pools exist (runner/allocator.py)
+cap_malloc_arenas()  # before TensorFlow's thread pools exist (utils/allocator.py)
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -43,8 +43,8 @@ flags.DEFINE_bool("prepare_demo_data", False, "Write Python's own documentation 
 
 def with_demo_data(config: config_lib.RunConfig) -> config_lib.RunConfig:
     """Points the run at the demo corpus and vocabulary, making them if needed."""
-    from tf_codistill.runner import demo_data
-    wet, vocab = demo_data.prepare(config.model_dir, config.data.vocab,
+    from tf_codistill.tasks import demo_corpus
+    wet, vocab = demo_corpus.prepare(config.model_dir, config.data.vocab,
                                    config.model.vocab_size or 4000)
     return dataclasses.replace(
         config, data=dataclasses.replace(config.data, train_files=(wet,), vocab=vocab))
@@ -65,19 +65,19 @@ def main(argv):
                 raise config_lib.ConfigError(
                     f"--cluster={config.cluster} derives each task's group from its rank; "
                     "drop --group (and --baseline: run a baseline as a job of its own).")
-            from tf_codistill.runner import cluster
-            config = cluster.join(config)
+            from tf_codistill.cluster import slurm
+            config = slurm.join(config)
         launch_all = (config.num_groups > 1 and not FLAGS["group"].present
                       and config.cluster == "none")
         if FLAGS.prepare_demo_data:
             config = with_demo_data(config)
         if launch_all:
-            from tf_codistill.runner import launch
-            sys.exit(launch.run_local_groups(config, baseline=FLAGS.baseline))
-        from tf_codistill.runner import train_lib
+            from tf_codistill.cluster import local
+            sys.exit(local.run_local_groups(config, baseline=FLAGS.baseline))
+        from tf_codistill.runner import train_lib, workers
         try:
             train_lib.run(config)
-        except train_lib.WorkerLostError as error:
+        except workers.WorkerLostError as error:
             logging.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 
 from tf_codistill.config import layout
+from tf_codistill.config.files import write_json
 from tf_codistill.config.topology import TOPOLOGIES, peers_of
 
 # The names of choice-valued knobs; their implementations key registries by them.
@@ -37,7 +38,7 @@ DISTILLATION_LOSSES = ("cross_entropy", "kl", "logit_mse")  # core.losses
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")  # exchange.precision
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")  # runner.strategies
 TEACHERS = ("peers", "uniform", "unigram", "ensemble")  # runner.teacher_sources
-CLUSTERS = ("none", "slurm")  # runner.cluster
+CLUSTERS = ("none", "slurm")  # cluster.slurm
 DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's default
 PARTITIONS = ("disjoint", "same")
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -363,15 +364,6 @@ def write_or_check(config: RunConfig) -> None:
         return
     tf.io.gfile.makedirs(config.group_dir)
     write_json(path, to_dict(config))
-
-
-def write_json(path: str, value) -> None:
-    """Writes JSON through a uniquely named temporary file and a rename: readers never see
-    half of it, and concurrent writers never share a temporary file."""
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=float)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _normalized(value):

@@ -25,6 +25,7 @@ from absl import logging
 from tf_codistill import config as config_lib
 from tf_codistill import tasks
 from tf_codistill.config import layout
+from tf_codistill.config.files import is_local, unique_temporary
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
 from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
@@ -32,18 +33,18 @@ from tf_codistill.core.schedules import weight_decay_schedule
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import BackgroundPublisher, PublishCallback
 from tf_codistill.runner import callbacks as callbacks_lib
-from tf_codistill.runner import cluster
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import lease as lease_lib
 from tf_codistill.runner import teacher_sources
+from tf_codistill.runner import workers
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.runner.strategies import get_strategy
+from tf_codistill.utils import lease as lease_lib
 
 
 def run(config: config_lib.RunConfig) -> dict:
     """Trains group ``config.group`` to ``train_steps``; returns its metrics.json.
 
-    The process holds the group's lease (``runner.lease``) throughout: a second
+    The process holds the group's lease (``utils.lease``) throughout: a second
     live process for the same group and worker is refused (LeaseHeld, exit 2),
     and one whose holder died takes over. A rerun after a kill at any point
     resumes: metrics.json is written last, so a group without it retrains from
@@ -62,19 +63,19 @@ def run(config: config_lib.RunConfig) -> dict:
     with _group_lease(config):
         try:
             return _run(config, task, strategy)
-        except _PEER_FAILURES as error:
+        except workers.WORKER_FAILURES as error:
             if config.strategy != "multi_worker":
                 raise
-            raise WorkerLostError(_worker_lost_message(config, error)) from None
+            raise workers.WorkerLostError(workers.worker_lost_message(config, error)) from None
 
 
 @contextlib.contextmanager
 def _group_lease(config):
     """Holds the group's (and worker's) lease; on an object store, where no file can be
     created exclusively, says that one owner per group is not enforced there."""
-    worker = _worker_name(config)
+    worker = workers.worker_name(config)
     path = config.layout.lease(worker)
-    if not snapshots.is_local(path):
+    if not is_local(path):
         logging.warning("--model_dir=%s is not a POSIX file system: one owner per group is "
                         "not enforced there (no lease); start each group once.",
                         config.model_dir)
@@ -91,55 +92,21 @@ def _group_lease(config):
         lease.release()
 
 
-class WorkerLostError(RuntimeError):
-    """Another worker of this multi-worker group died or stopped answering."""
-
-
-# What a collective raises on the other workers when one worker of the group is gone: the
-# connection resets (killed process), or the coordination service misses its heartbeats
-# (frozen or unreachable host, within its heartbeat timeout, 10 s by default).
-_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                  tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-def _worker_lost_message(config, error) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    cause = next((" ".join(lines[i:i + 2]) for i, line in enumerate(lines)
-                  if "aborted by" in line), lines[-1] if lines else type(error).__name__)
-    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
-    resume = (f"from its last checkpoint, step {latest.rsplit('-', 1)[1]}" if latest
-              else "from scratch (no checkpoint yet)")
-    return (f"group {config.group} lost a worker ({type(error).__name__}: {cause}). Every "
-            f"worker of a multi_worker group stops; rerun all of the group's workers with "
-            f"the same command and TF_CONFIG to resume {resume}.")
-
-
-def _worker_name(config) -> str:
-    """"" for a one-process group; "<type>-<index>" from TF_CONFIG for a multi-worker one."""
-    if config.strategy != "multi_worker":
-        return ""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
-    except (json.JSONDecodeError, AttributeError):
-        return "worker-0"  # get_strategy reports the bad TF_CONFIG
-    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
-
-
 def _run(config: config_lib.RunConfig, task, strategy) -> dict:
-    chief = is_chief(strategy)
+    chief = workers.is_chief(strategy)
     if chief:
         _write_config(config)
-    cluster.check_model_dir_shared(config, strategy)
+    workers.check_model_dir_shared(config, strategy)
     # Global seeds for whatever a model draws without its own seed (dropout, unseeded
     # initializers); the tasks seed their initializers and data order themselves.
     keras.utils.set_random_seed(config.init_seed)
-    model, teacher = _build(config, task, strategy)
+    model, teacher = build(config, task, strategy)
     try:
         carried = ReplicaCarriedState(model.student, strategy)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                          carried_state=carried.variables)
         manager = tf.train.CheckpointManager(
-            checkpoint, _writable_dir(config.layout.checkpoints, chief),
+            checkpoint, workers.writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
         start_step = _restore(checkpoint, config, model.student, carried)
         finished = _finished_metrics(config, start_step)
@@ -164,7 +131,7 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
     return metrics
 
 
-def _build(config, task, strategy):
+def build(config, task, strategy):
     """The compiled CodistillModel, built in the strategy's scope, and its teacher source
     (``runner.teacher_sources``: what --teacher names), which the caller closes."""
     config = tasks.resolve(config)
@@ -254,16 +221,6 @@ def _finished_metrics(config, start_step):
         return json.load(f)
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The worker that writes what the group shares (published weights, metrics)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
-
-
 def _check_fits_strategy(config, strategy):
     """Flags that only the strategy can judge, checked before anything is written."""
     if not config.trainer.eval_steps and isinstance(
@@ -293,13 +250,6 @@ def _per_replica_batch(config, strategy):
 
 def _steps_per_loop(config):
     return min(config.trainer.steps_per_loop, config.trainer.train_steps)
-
-
-def _writable_dir(directory, chief):
-    """Non-chief workers write their share of a collective save to a private place."""
-    if chief:
-        return directory
-    return tempfile.mkdtemp(prefix="tf_codistill_worker_")
 
 
 def _restore(checkpoint, config, student, carried):
@@ -465,14 +415,14 @@ def _export(config, model, chief):
         model.save(tempfile.mkdtemp(prefix="tf_codistill_export_"))
         return
     path = config.layout.export
-    if not snapshots.is_local(path):
+    if not is_local(path):
         if tf.io.gfile.exists(path):
             tf.io.gfile.rmtree(path)
         model.save(path)
         return
     for leftover in glob.glob(f"{path}.tmp-*") + glob.glob(f"{path}.old-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    tmp = lease_lib.unique_temporary(path)
+    tmp = unique_temporary(path)
     model.save(tmp)
     old = None
     if os.path.exists(path):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_codistill import config as config_lib
 from tf_codistill.config import layout
-from tf_codistill.runner import lease as lease_lib
+from tf_codistill.utils import lease as lease_lib
 from tf_codistill.runner.flags import CONFIG_FLAG
 from tf_codistill.config.layout import BASELINE
 
