@@ -83,7 +83,7 @@ def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_p
                             poll_interval_s=3600)
     for copy in peers.frozen_models:
         copy(_zeros()[:rows])
-    peers._poller.poll_once()
+    peers.poller.poll_once()
     assert peers.swap_in_new_weights(0) == int(published) * num_peers
     model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps,
                            distill_rows=distill_rows)

@@ -214,3 +214,57 @@ def test_a_peer_that_published_nothing_gives_no_agreement(tmp_path):
                                             tiny.classifier(1), peers) == {}
     finally:
         peers.close()
+
+
+# metrics.json's held-out figures are evaluate's, under every strategy.
+
+EVAL_AGREEMENT_FLAGS = ["--task=clusters", "--batch_size=32", "--num_classes=8",
+                        "--hidden_units=32", "--train_steps=20", "--steps_per_loop=10",
+                        "--eval_steps=4"]
+
+
+def _check_eval_figures_are_evaluates(group_dir):
+    """metrics.json's eval_loss is what ``evaluate`` scores for the same checkpoint, and
+    the per-step losses Keras' TensorBoard callback wrote end at the loop's loss."""
+    metrics = json.loads((group_dir / "metrics.json").read_text())
+    scored = evaluate.evaluate([str(group_dir)])["members"][0]
+    assert metrics["eval_loss"] == pytest.approx(scored, rel=1e-4)
+    assert 0 < metrics["eval_accuracy"] <= 1
+    train = _scalars(group_dir / "logs" / "train")
+    assert train["batch_loss"][-1] == pytest.approx(train["epoch_loss"][-1], rel=1e-5)
+
+
+def _scalars(directory):
+    """{tag: values in step order} of the TensorBoard events under ``directory``."""
+    found = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+    return {tag: [v for _, v in sorted(points)] for tag, points in found.items()}
+
+
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+def test_a_groups_eval_loss_is_evaluates(tmp_path, strategy_name, request, monkeypatch):
+    if strategy_name == "mirrored":  # the session's one MirroredStrategy (tests/conftest.py)
+        shared = request.getfixturevalue("mirrored_strategy")
+        monkeypatch.setattr(train_lib, "get_strategy", lambda name, tpu="": shared)
+    from tf_codistill.tasks.clusters import ClustersModelSection
+    train_lib.run(config_lib.RunConfig(  # EVAL_AGREEMENT_FLAGS
+        task="clusters", model_dir=str(tmp_path), strategy=strategy_name,
+        trainer=config_lib.TrainerConfig(batch_size=32, train_steps=20, steps_per_loop=10,
+                                         eval_steps=4),
+        model=ClustersModelSection(hidden_units=(32,), num_classes=8)))
+    _check_eval_figures_are_evaluates(tmp_path / "group_0")
+
+
+@pytest.mark.slow
+def test_a_multi_worker_groups_eval_loss_is_evaluates(tmp_path):
+    """Two MultiWorkerMirroredStrategy workers on localhost, as a user starts them."""
+    workers = runs.start_workers([*EVAL_AGREEMENT_FLAGS, f"--model_dir={tmp_path}",
+                                  "--strategy=multi_worker"])
+    for worker in workers:
+        output, _ = worker.communicate(timeout=400)
+        assert worker.returncode == 0, output[-3000:]
+    _check_eval_figures_are_evaluates(tmp_path / "group_0")

@@ -144,6 +144,53 @@ def _complete(group_dir, steps):
     return metrics
 
 
+def _published_as_at(group_dir, step):
+    """``group_dir``'s published/ put back as it was when ``step`` was its newest snapshot
+    (manifest, checkpoint state, files): a kill before the next publish leaves it so."""
+    from tf_codistill.exchange import snapshots
+    published = group_dir / "published"
+    manifest_path = published / snapshots.MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest["checkpoints"] = [e for e in manifest["checkpoints"] if e["step"] <= step]
+    manifest_path.write_text(json.dumps(manifest))
+    for path in published.glob("ckpt-*"):
+        if int(path.name.split("-")[1].split(".")[0]) > step:
+            path.unlink()
+    kept = [entry["prefix"] for entry in reversed(manifest["checkpoints"])]
+    tf.compat.v1.train.update_checkpoint_state(str(published), kept[-1],
+                                               all_model_checkpoint_paths=kept)
+    assert snapshots.read_latest(str(published)).step == step
+
+
+@pytest.mark.slow
+def test_a_rerun_publishes_the_last_step_a_kill_kept_from_the_peers(tmp_path):
+    """Killed after its last checkpoint (130) but before publishing it: the rerun of the same
+    command publishes step 130, the weights of that checkpoint, before it exports."""
+    from tf_codistill.exchange import snapshots
+    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2", "--group=0",
+             "--train_steps=130", "--reload_interval=50", "--steps_per_loop=10"]
+    code, output = runs.run(flags)
+    assert code == 0, output[-3000:]
+    published = str(tmp_path / "group_0" / "published")
+    final = snapshots.read_latest(published)
+    assert final.step == 130
+    _published_as_at(tmp_path / "group_0", 100)
+    (tmp_path / "group_0" / "metrics.json").unlink()
+
+    code, output = runs.run(flags)
+    assert code == 0, output[-3000:]
+    assert "resuming from step 130" in output
+    again = snapshots.read_latest(published)
+    assert again.step == 130
+    for mine, theirs in zip(again.weights, final.weights):
+        np.testing.assert_array_equal(mine, theirs)
+    assert "publishing step 130, which the run that trained it did not" in output
+    assert runs.metrics(tmp_path, 0)["global_step"] == 130
+    code, output = runs.run(flags)  # finished and published: nothing to redo
+    assert code == 0 and "already finished at step 130" in output
+    assert "publishing step" not in output
+
+
 @pytest.mark.slow
 def test_a_rerun_after_the_last_checkpoint_exports_and_evaluates(tmp_path, corpus):
     """A kill during export or the final evaluation leaves no metrics.json."""
@@ -299,14 +346,6 @@ def test_the_staleness_limit_defaults_to_three_reload_intervals():
 
 # Multi-worker groups.
 
-def _start_workers(flags, group=0):
-    from tests.test_multi_worker import free_ports
-    cluster = [f"localhost:{p}" for p in free_ports(2)]
-    return [runs.start([*flags, f"--group={group}"], env={"TF_CONFIG": json.dumps(
-        {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})})
-            for index in (0, 1)]
-
-
 def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_path,
                                                                            mirrored_strategy):
     from tf_codistill.core.carried_state import ReplicaCarriedState
@@ -361,7 +400,7 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
     timeout below is a hang detector, not a speed claim: the bound is about 10 s."""
     flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--train_steps=200", "--steps_per_loop=40",
              "--strategy=multi_worker", "--eval_steps=4"]
-    workers = _start_workers(flags)
+    workers = runs.start_workers(flags)
     try:
         assert runs.wait_for(lambda: any(s >= 80 for s in runs.checkpoint_steps(tmp_path, 0)),
                              timeout=300)
@@ -378,7 +417,7 @@ def test_a_lost_worker_stops_its_group_with_a_message_and_a_rerun_resumes(tmp_pa
             and f"resume from its last checkpoint, step {last}" in output), output[-3000:]
     assert not (tmp_path / "group_0" / "metrics.json").exists()
 
-    rerun = _start_workers(flags)
+    rerun = runs.start_workers(flags)
     outputs = [worker.communicate(timeout=400)[0] for worker in rerun]
     for worker, output in zip(rerun, outputs):
         assert worker.returncode == 0, output[-3000:]

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,19 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.runs import free_ports
+
 pytestmark = pytest.mark.slow  # starts training processes
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def start_worker(index, cluster, out_path, module="tests.helpers.mwms_worker"):

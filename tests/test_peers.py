@@ -144,6 +144,50 @@ def test_a_peer_that_stops_publishing_stops_pulling_and_comes_back(tmp_path, cap
         peers.close()
 
 
+def test_a_restarted_peer_that_republishes_older_steps_stays_a_teacher(tmp_path, caplog):
+    """The peer, killed after publishing step 40, resumes from an older checkpoint and
+    publishes 20, 30, 40 again: each publish shows it alive, so it is never dropped, and
+    its copy keeps the newest weights (the killed run's 40) until it publishes past them."""
+    directory = str(tmp_path / "peer")
+    killed_run = snapshots.PeerPublisher(directory)
+    killed_run.publish(40, named_weights(tiny.classifier(40)))
+    peers = CheckpointPeers([directory], lambda: tiny.classifier(3), reload_interval=10,
+                            poll_interval_s=60, max_staleness=30)
+    x, y = tiny.classification_data(16)
+    model = tc.CodistillModel(tiny.classifier(1), peers)
+    model.compile(keras.optimizers.SGD(0.0))
+
+    def distill_loss():
+        return model.train_on_batch(x, y, return_dict=True)["distill_loss"]
+    try:
+        _build(peers)
+        assert _wait_for_snapshot(peers, step=40) == 1
+        pulling = distill_loss()
+        resumed = snapshots.PeerPublisher(directory)  # the rerun, from its checkpoint at 10
+        for own_step, peer_step in ((60, 20), (80, 30), (100, 40)):  # 20 steps apart
+            resumed.publish(peer_step, named_weights(tiny.classifier(peer_step + 1)))
+            assert _wait_for_snapshot(peers, step=own_step) == 0  # nothing newer than 40
+            assert peers.stats()["dropped_peers"] == [], f"dropped at step {own_step}"
+            assert distill_loss() == pytest.approx(pulling)  # still the killed run's 40
+        assert peers.stats()["peers_dropped"] == 0 and peers.peer_steps == {0: 40}
+        resumed.publish(50, named_weights(tiny.classifier(51)))
+        assert _wait_for_snapshot(peers, step=120) == 1 and peers.peer_steps == {0: 50}
+        assert distill_loss() != pytest.approx(pulling)
+
+        # Dead long enough to be dropped, then restarted from an older checkpoint: its
+        # first publish brings it back, teaching with the copy it holds (step 50).
+        peers.swap_in_new_weights(200)
+        assert distill_loss() == 0.0 and peers.stats()["dropped_peers"] == [0]
+        with caplog.at_level("WARNING"):
+            snapshots.PeerPublisher(directory).publish(30, named_weights(tiny.classifier(9)))
+            assert _wait_for_snapshot(peers, step=210) == 0
+        assert "publishing again" in caplog.text
+        assert peers.stats()["dropped_peers"] == [] and peers.peer_steps == {0: 50}
+        assert distill_loss() > 0
+    finally:
+        peers.close()
+
+
 class _LockstepPeer(keras.callbacks.Callback):
     """A peer that publishes at every multiple of ``interval``; each copy reaches the reader
     ``delay`` steps later (before the reader's reload callback of that step)."""

@@ -113,9 +113,18 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
                              "--train_steps=200", "--steps_per_loop=50",
                              "--reload_interval=10", "--baseline",
                              "--weight_decay_schedule=step_with_lr",
-                             "--lr_decay_boundaries=100,150"], timeout=300)
+                             "--lr_decay_boundaries=100,150", "--keep_checkpoints=0",
+                             "--plot_curves"], timeout=300)
     assert code == 0, output[-3000:]
-    assert "perplexity" in output and "outputs:" in output
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert sorted(curves) == ["baseline (no distillation)", "group 0 (codistilled)",
+                              "group 1 (codistilled)"]
+    assert all([p["step"] for p in c] == [50, 100, 150, 200] for c in curves.values())
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert f"held-out curves: {tmp_path / 'curves.png'}" in output
+    assert output.rstrip().endswith(f"TensorBoard: tensorboard --logdir {tmp_path}")
+    assert f"  {tmp_path / 'baseline' / 'group_0' / 'metrics.json'}" in output
+    assert "[group 0] TensorBoard" not in output  # one closing summary: the launcher's
     assert any(line.startswith("baseline ") for line in output.splitlines())
     baseline = runs.metrics(tmp_path / "baseline", 0)
     assert baseline["global_step"] == 200 and baseline["teacher_reloads"] == 0
@@ -137,26 +146,6 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
     # its peer has published, but the late one always finds the early one's weights.
     assert max(m["teacher_reloads"] for m in metrics) >= 1
     assert max(m["distill_loss"] for m in metrics) > 0
-
-
-def test_the_closing_table_sets_each_group_and_their_mean_against_the_baseline():
-    groups = [{"group": g, "global_step": 400, "eval_loss": loss, "eval_perplexity":
-               float(np.exp(loss)), "train_seconds": 300.0} for g, loss in ((0, 4.2), (1, 4.4))]
-    baseline = {"group": "baseline", "global_step": 400, "eval_loss": 4.25,
-                "eval_perplexity": float(np.exp(4.25)), "train_seconds": 200.0}
-    table = train_lib.summary_table(groups, baseline).splitlines()
-    split = table.index("minus the baseline (negative: codistillation ahead):")
-    rows = {line.split()[0]: line.split() for line in table[:split]}
-    assert rows["mean"][1] == "4.3000" and rows["baseline"][:3] == ["baseline", "400", "4.2500"]
-    minus = table[split + 1:]
-    assert [line.split()[:2] for line in minus[:3]] == [["0", "-0.0500"], ["1", "+0.1500"],
-                                                         ["mean", "+0.0500"]]
-    assert minus[0].split()[2] == f"{np.exp(4.2) - np.exp(4.25):+.2f}"
-    assert "end behind the baseline" in table[-1] and "+0.0500" in table[-1]
-    ahead = train_lib.summary_table(groups[:1], baseline)
-    assert not any(line.split()[0] == "mean" for line in ahead.splitlines())
-    assert "end ahead of the baseline" in ahead
-    assert "baseline" not in train_lib.summary_table(groups)
 
 
 def tensorboard_scalars(directory):
@@ -190,6 +179,8 @@ def test_kill_9_then_the_same_command_resumes_while_the_peer_trains_on(tmp_path)
         code, output = runs.run([*flags, "--group=1"], timeout=300)
         assert code == 0, output[-3000:]
         resumed_at = int(output.split("resuming from step ")[1].split()[0])
+        assert f"metrics: {tmp_path / 'group_1' / 'metrics.json'}" in output
+        assert output.rstrip().endswith(f"TensorBoard: tensorboard --logdir {tmp_path}")
         assert resumed_at == killed_at
         assert runs.metrics(tmp_path, 1)["global_step"] == 3000
         peer_output, _ = peer.communicate(timeout=300)

@@ -11,27 +11,26 @@ stream. ``--curve`` scores every checkpoint the groups kept at a common step
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import sys
+from tf_codistill.runner.command_line import prepare_process
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+prepare_process()  # before TensorFlow loads: tf_keras, malloc arenas, a quiet start
 
-from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
+import dataclasses  # noqa: E402
 
-cap_malloc_arenas()  # before TensorFlow's thread pools exist (utils/allocator.py)
-
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from tf_codistill import config as config_lib  # noqa: E402
+from tf_codistill.runner import command_line  # noqa: E402
 
+SECTION = "evaluate"
 FLAGS = flags.FLAGS
-flags.DEFINE_list("group_dirs", [], "Trained group directories (<model_dir>/group_<k>).")
-flags.DEFINE_bool("curve", False, "Score every kept checkpoint, not only the latest.")
+flags.DEFINE_list("group_dirs", [], "Trained group directories (<model_dir>/group_<k>).",
+                  module_name=SECTION)
+flags.DEFINE_bool("curve", False, "Score every kept checkpoint, not only the latest.",
+                  module_name=SECTION)
 flags.DEFINE_integer("eval_steps", None, "Held-out batches (0: one pass); default: the first "
-                     "group's --eval_steps.")
-flags.DEFINE_string("output", "", "Write the results as JSON here.")
+                     "group's --eval_steps.", module_name=SECTION)
+flags.DEFINE_string("output", "", "Write the results as JSON here.", module_name=SECTION)
 
 
 def evaluate(group_dirs, curve=False, eval_steps=None, strategy=None) -> dict:
@@ -78,17 +77,14 @@ def format_results(results: dict) -> str:
 
 def main(argv):
     del argv
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     try:
         results = evaluate(FLAGS.group_dirs, FLAGS.curve, FLAGS.eval_steps)
     except config_lib.ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        raise command_line.UsageError(str(error)) from None
     print(format_results(results), flush=True)
     if FLAGS.output:
         config_lib.write_json(FLAGS.output, results)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command_line.run(main, lambda: {SECTION: command_line.flags_of_module(SECTION)})

@@ -12,18 +12,24 @@ Every other flag is a train flag, checked here as tf_codistill.train would.
 
 from __future__ import annotations
 
-import os
-import sys
+from tf_codistill.runner.command_line import prepare_process
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+prepare_process()  # before TensorFlow loads: tf_keras, malloc arenas, a quiet start
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from tf_codistill import config as config_lib  # noqa: E402
 from tf_codistill.cluster import manifests  # noqa: E402
+from tf_codistill.runner import command_line  # noqa: E402
+from tf_codistill.runner import flags as flags_lib  # noqa: E402
 
 manifests.define_flags(flags.FLAGS)
+
+
+def help_sections() -> dict:
+    """The launcher's own flags, then the train command's."""
+    return {"launch": command_line.flags_of_module(manifests.__name__),
+            **flags_lib.help_sections()}
 
 
 def main(argv):
@@ -31,9 +37,8 @@ def main(argv):
     try:
         manifests.run(flags.FLAGS)
     except config_lib.ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        raise command_line.UsageError(str(error)) from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command_line.run(main, help_sections)

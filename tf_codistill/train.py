@@ -1,33 +1,27 @@
-r"""Trains a codistillation job: flags -> RunConfig -> train_lib.run.
+r"""Trains copies of one model that codistill: each group (a synchronous tf.distribute job)
+adds a term pulling its predictions toward its peers' checkpoints, reloaded every
+--reload_interval steps.
 
-    python -m tf_codistill.train --flagfile=configs/lm.flags --model_dir=runs/lm
+  python -m tf_codistill.train --flagfile=configs/demo.flags          # the demo, ~6 min on CPU
+  python -m tf_codistill.train --flagfile=configs/lm.flags --train_files='cc/*.wet.gz' \
+      --vocab=cc/vocab.model --model_dir=runs/lm
 
-With ``--num_groups=N`` and no ``--group``, this starts the N groups as N local
-processes sharing ``--model_dir`` and prints a table of their results. With
-``--group=k`` it runs group k alone, so that a cluster scheduler can run each
-group as its own job (for example a MultiWorkerMirroredStrategy job with its
-own TF_CONFIG). With ``--cluster=slurm`` every srun task finds its group and its
-group's TF_CONFIG in the Slurm environment (``cluster/slurm.py``). Flagfiles
-layer: later flags win. Every setting's flag comes from its config field
-(``tf_codistill/config/`` and each task's model and data sections).
+--num_groups=N without --group starts the N groups as local processes sharing --model_dir;
+--group=k runs one group (one cluster job each), --cluster=slurm finds it in Slurm's
+environment. Rerun the same command to resume. Flagfiles layer: later flags win.
 """
 
-from __future__ import annotations
+from tf_codistill.runner.command_line import prepare_process
 
-import dataclasses
-import os
-import sys
+prepare_process()  # before TensorFlow loads: tf_keras, malloc arenas, a quiet start
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
 
-from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
-
-cap_malloc_arenas()  # before TensorFlow's thread pools exist (utils/allocator.py)
-
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from tf_codistill import config as config_lib  # noqa: E402
+from tf_codistill.runner import command_line  # noqa: E402
 from tf_codistill.runner import flags as flags_lib  # noqa: E402
 from tf_codistill.runner.strategies import TPUUnavailableError  # noqa: E402
 
@@ -35,10 +29,15 @@ FLAGS = flags.FLAGS
 flags_lib.define_flags()
 flags.DEFINE_bool("baseline", False, "With --num_groups > 1 and no --group: also train one "
                   "group without distillation for the same steps, in <model_dir>/baseline, and "
-                  "print it next to the codistilled groups.")
+                  "print it next to the codistilled groups.", module_name=flags_lib.RUN_SECTION)
 flags.DEFINE_bool("prepare_demo_data", False, "Write Python's own documentation as a WET file "
                   "into <model_dir>/data and train a vocabulary there unless --vocab is given; "
-                  "use them as --train_files and --vocab.")
+                  "use them as --train_files and --vocab.", module_name=flags_lib.RUN_SECTION)
+flags.DEFINE_bool("plot_curves", False, "With --num_groups > 1 and no --group: at the end, score "
+                  "every group's (and the baseline's) kept checkpoints on group 0's held-out "
+                  "data and draw them in <model_dir>/curves.png (and curves.json); "
+                  "--keep_checkpoints=0 keeps one per --steps_per_loop.",
+                  module_name=flags_lib.RUN_SECTION)
 
 
 def with_demo_data(config: config_lib.RunConfig) -> config_lib.RunConfig:
@@ -52,8 +51,6 @@ def with_demo_data(config: config_lib.RunConfig) -> config_lib.RunConfig:
 
 def main(argv):
     del argv
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress
     try:
         config = flags_lib.config_from_flags()
         if not config.model_dir:
@@ -73,19 +70,21 @@ def main(argv):
             config = with_demo_data(config)
         if launch_all:
             from tf_codistill.cluster import local
-            sys.exit(local.run_local_groups(config, baseline=FLAGS.baseline))
+            sys.exit(local.run_local_groups(config, baseline=FLAGS.baseline,
+                                            plot_curves=FLAGS.plot_curves))
         from tf_codistill.runner import train_lib, workers
         try:
-            train_lib.run(config)
+            metrics = train_lib.run(config)
         except workers.WorkerLostError as error:
-            logging.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
+        if FLAGS[flags_lib.CLOSING_SUMMARY_FLAG].value:
+            from tf_codistill.runner import summary
+            print("\n".join(summary.closing_lines(summary.one_group_run(config, metrics))),
+                  flush=True)
     except (config_lib.ConfigError, TPUUnavailableError) as error:
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        raise command_line.UsageError(str(error)) from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command_line.run(main, flags_lib.help_sections)

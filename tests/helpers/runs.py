@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,25 @@ def start(flags, env=None):
     environment = dict(os.environ, **(env or {}))
     return subprocess.Popen(train_command(*flags), cwd=REPO, env=environment, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(flags, group=0, count=2):
+    """The ``count`` workers of one multi_worker group, each with its TF_CONFIG on a
+    localhost port."""
+    cluster = [f"localhost:{port}" for port in free_ports(count)]
+    return [start([*flags, f"--group={group}"], env={"TF_CONFIG": json.dumps(
+        {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})})
+            for index in range(count)]
 
 
 def run(flags, timeout=300, env=None):

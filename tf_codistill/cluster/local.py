@@ -9,7 +9,6 @@ they publish and poll checkpoints, exactly as on a cluster.
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 import subprocess
 import sys
@@ -19,15 +18,17 @@ import tensorflow as tf
 
 from tf_codistill import config as config_lib
 from tf_codistill.config import layout
-from tf_codistill.utils import lease as lease_lib
-from tf_codistill.runner.flags import CONFIG_FLAG
 from tf_codistill.config.layout import BASELINE
+from tf_codistill.runner import summary
+from tf_codistill.runner.flags import CLOSING_SUMMARY_FLAG, CONFIG_FLAG
+from tf_codistill.utils import lease as lease_lib
 
 
 def group_command(config_path: str, group: int) -> list[str]:
-    """One group's train command: the resolved config file, and which group to run."""
+    """One group's train command: the resolved config file, and which group to run. The
+    launcher prints the whole run's closing summary, so the groups print none."""
     return [sys.executable, "-m", "tf_codistill.train", f"--{CONFIG_FLAG}={config_path}",
-            f"--group={group}"]
+            f"--group={group}", f"--no{CLOSING_SUMMARY_FLAG}"]
 
 
 def write_launch_config(config: config_lib.RunConfig) -> str:
@@ -49,8 +50,10 @@ def baseline_config(config: config_lib.RunConfig) -> config_lib.RunConfig:
         trainer=dataclasses.replace(config.trainer, weight_decay_schedule="constant"))
 
 
-def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> int:
-    """Starts every group (and the baseline), waits for all, prints the summary.
+def run_local_groups(config: config_lib.RunConfig, baseline: bool = False,
+                     plot_curves: bool = False) -> int:
+    """Starts every group (and the baseline), waits for all, prints the summary; with
+    ``plot_curves``, first scores every kept checkpoint and draws the held-out curves.
 
     Returns 0, or 2 when some groups were already running (their children exit 2
     because another process holds the group's lease; this launch adds nothing for
@@ -85,7 +88,11 @@ def run_local_groups(config: config_lib.RunConfig, baseline: bool = False) -> in
         print(f"groups {failed} failed; rerun the same command to resume them.", flush=True)
     if failed or running:
         return 1 if failed else 2
-    print(summary(config, baseline), flush=True)
+    run = summary.read_run(config, baseline)
+    if plot_curves:
+        from tf_codistill.runner import curves
+        run = dataclasses.replace(run, curves=curves.write(run))
+    print("\n".join(summary.closing_lines(run)), flush=True)
     return 0
 
 
@@ -104,23 +111,6 @@ def _already_running_message(config, running: dict) -> str:
             f"launch did not start {pronoun} again. Wait for those processes to finish "
             "(each group writes group_<k>/metrics.json last), or stop them and run this "
             "command again to resume.")
-
-
-def summary(config: config_lib.RunConfig, baseline: bool = False) -> str:
-    from tf_codistill.runner.train_lib import summary_table
-    layouts = [layout.GroupLayout.of(config.model_dir, g) for g in range(config.num_groups)]
-    if baseline:
-        layouts.append(layout.GroupLayout.of(layout.baseline_model_dir(config.model_dir), 0))
-    metrics = []
-    for group in layouts:
-        with tf.io.gfile.GFile(group.metrics) as f:
-            metrics.append(json.load(f))
-    plain = None
-    if baseline:
-        plain = metrics.pop()
-        plain["group"] = BASELINE
-    return (summary_table(metrics, plain) + f"\noutputs: {config.model_dir}/group_<k>/ "
-            "(checkpoints, published, logs, metrics.json, export)")
 
 
 def _label(name) -> str:

@@ -37,7 +37,7 @@ from tf_codistill.runner import flags as flags_lib
 EMITS = ("kubeflow", "tf_config")
 # Set per group or process by the launcher, or meaningless inside a cluster job.
 _SET_BY_LAUNCHER = ("group", "strategy", "cluster")
-_LOCAL_ONLY = ("baseline", "prepare_demo_data")
+_LOCAL_ONLY = ("baseline", "prepare_demo_data", "plot_curves")
 CONTAINER_NAME = "tensorflow"  # the name the TFJob operator looks for
 
 

@@ -152,10 +152,12 @@ class CodistillConfig:
     staleness_warning_s: float = knob(600.0, "Warn when a peer published nothing new for "
                                       "this many seconds.", valid=POSITIVE)
     max_teacher_staleness: int = knob(
-        0, "A peer that published nothing new for more than this many of this group's "
+        0, "A peer that published nothing for more than this many of this group's "
         "steps (dead, stalled or restarting) gets weight 0 until it publishes again; counted "
         "in metrics.json (peers_dropped, teacher_dropped_steps) and TensorBoard. A peer that "
-        "keeps publishing stays a teacher however far behind it is. 0: 3 x "
+        "keeps publishing stays a teacher however far behind it is, also one restarted from "
+        "an older checkpoint (its copy keeps the newest weights it sent until it publishes "
+        "past them). 0: 3 x "
         "--reload_interval, which keeps a healthy peer up to about 2.5 times slower than "
         "this group (it publishes every --reload_interval of its own steps) or one publish "
         "late, and drops a dead one 3 intervals after its last snapshot.", valid=AT_LEAST_0)

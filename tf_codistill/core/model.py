@@ -80,6 +80,12 @@ class CodistillModel(keras.Model):
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
+        # The steps return metric results only, already aggregated over every replica and
+        # worker. tf_keras' default ("auto") sums a step's outputs over the workers of a
+        # MultiWorkerMirroredStrategy, doubling two workers' per-step logs, and the final
+        # evaluate logs too (it re-reads the metrics at the end only when a step returns
+        # all of ``self.metrics``, and the test step returns a subset).
+        self.distribute_reduction_method = "first"
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``; ``loss`` is the task loss phi on logits.

@@ -5,9 +5,12 @@ group polls them in a background thread (``snapshots.PeerPoller``) and, every
 ``reload_interval`` steps, swaps the freshest verified snapshot into a frozen
 teacher copy between two steps (``CheckpointPeers``). A peer that has published
 nothing yet contributes nothing: its 0/1 weight in the teacher mean stays 0. A
-peer that sent nothing new for more than ``max_staleness`` of the student's
+peer that published nothing for more than ``max_staleness`` of the student's
 steps (it died, stalled, or is restarting) gets weight 0 again until it
 publishes again: a dead peer stops pulling its partners toward its old model.
+A peer that publishes is alive, whatever step it publishes: one restarted from
+an older checkpoint republishes steps its copy here already passed, and stays
+a teacher with the newest weights it sent until it publishes past them.
 
 Peers publish at multiples of ``reload_interval`` and reload ``reload_offset``
 steps later, so the snapshot of the multiple has had time to arrive (one that
@@ -99,13 +102,13 @@ class CheckpointPeers(TeacherSource):
       reload_interval: steps between swaps of fresh weights into the copies.
       poll_interval_s: how often the background thread looks for new weights.
       staleness_warning_s: warn when a peer published nothing new for this long.
-      max_staleness: a peer whose newest snapshot reached this student more
-        than this many of its steps ago gets weight 0 until a newer one arrives
-        (checked at every reload, and after every step while a peer's copy is
-        late); None never drops a peer. A peer that keeps
-        publishing stays a teacher however far behind it trains (restarted from
-        an old checkpoint, or slower): at the clusters task such a peer still
-        helps (benchmarks/fault_soak.py).
+      max_staleness: a peer that published nothing for more than this many of
+        this student's steps gets weight 0 until it publishes again (checked at
+        every reload, and after every step while a peer's copy is late); None
+        never drops a peer. A peer that keeps publishing stays a teacher however
+        far behind it trains: slower, or restarted from an older checkpoint (its
+        copy keeps the newest weights it sent until it publishes past them); at
+        the clusters task such a peer still helps (benchmarks/fault_soak.py).
       reload_offset: reload at steps ``reload_offset`` past each multiple of
         ``reload_interval`` (taken modulo the interval).
       final_step: the peers' last training step; a peer whose snapshot is from it has
@@ -147,7 +150,8 @@ class CheckpointPeers(TeacherSource):
         self._age_count = 0
         self._age_max = None
         self._age_min = None
-        self._received_at: dict[int, int] = {}  # the student's step at each peer's last swap
+        self._received_at: dict[int, int] = {}  # the student's step at each peer's last publish
+        self._publishes: dict[int, int] = {}  # each peer's newest publish, agreed
 
     has_frozen_teachers = True
 
@@ -208,21 +212,32 @@ class CheckpointPeers(TeacherSource):
         """
         self._pending.update(self._poller.take_new())
         ready = {i: s.step for i, s in self._pending.items() if self._copies[i].built}
+        publishes = self._poller.publishes()
         if agree is not None:
-            ready = agree(ready)
+            ready, publishes = agree(ready), agree(publishes)
         for index in sorted(ready):
             snapshot = self._pending.pop(index)
             self._assign(index, snapshot)
             self.peer_steps[index] = snapshot.step
             self._received_at[index] = own_step
             self.swaps += 1
+        self._note_publishes(publishes, own_step)
         for step in self.peer_steps.values():
             self.max_staleness_steps = max(self.max_staleness_steps, own_step - step)
         self._drop_stale_peers(own_step)
         return len(ready)
 
+    def _note_publishes(self, publishes: dict[int, int], own_step: int) -> None:
+        """Restarts the silence of every loaded peer that published since the last look,
+        also a step at or below its copy's (its copy stays: it holds newer weights)."""
+        for index, publish in publishes.items():
+            if self._publishes.get(index) != publish:
+                self._publishes[index] = publish
+                if index in self._received_at:
+                    self._received_at[index] = own_step
+
     def _drop_stale_peers(self, own_step: int) -> None:
-        """Weight 0 for peers silent too long; their next snapshot (assigned) brings them back.
+        """Weight 0 for peers silent too long; their next publish brings them back.
 
         Every worker of a group decides alike: the steps compared are agreed ones.
         """
@@ -248,9 +263,10 @@ class CheckpointPeers(TeacherSource):
                         received, own_step, self.max_staleness)
             elif index in self.dropped:
                 self.dropped.discard(index)
-                logging.warning("Peer %s is back with its step %d (this group: step %d).",
-                                self.peer_directories[index], self.peer_steps[index],
-                                own_step)
+                self._available[index].assign(1.0)
+                logging.warning("Peer %s is publishing again; its copy holds its step %d "
+                                "(this group: step %d).", self.peer_directories[index],
+                                self.peer_steps[index], own_step)
 
     def stats(self) -> dict:
         poller = self._poller.stats()

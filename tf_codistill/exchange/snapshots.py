@@ -180,6 +180,11 @@ def _crc32c(data: bytes) -> str:
     return f"{google_crc32c.value(data):08x}"
 
 
+def newest_published_step(directory: str) -> Optional[int]:
+    """The newest step the manifest in `directory` names; None if it names none."""
+    return max((entry["step"] for entry in _previous_entries(directory)), default=None)
+
+
 def _previous_entries(directory: str) -> list[dict]:
     """Entries of an earlier run's manifest, so a restarted writer keeps them advertised."""
     try:
@@ -206,7 +211,8 @@ def read_latest(directory: str, known_step: Optional[int] = None, max_attempts: 
 
 
 def _read_latest_counting(directory, known_step, max_attempts, retry_delay_s):
-    """`read_latest` that also returns the bytes it read, failed attempts included."""
+    """`read_latest` that also returns its tally: "bytes" read, failed attempts included,
+    and "newest_publish", the `_publish_mark` of the manifest's newest entry (if any)."""
     start = time.monotonic()
     tally = {"bytes": 0, "failures": 0}
     problems = []
@@ -219,17 +225,17 @@ def _read_latest_counting(directory, known_step, max_attempts, retry_delay_s):
             problems.append(str(error))
             continue
         if not entries:
-            return None, tally["bytes"]
+            return None, tally
         found = _first_verified_entry(directory, entries, tally, problems)
         if found:
             entry, names, weights = found
             return PeerSnapshot(
                 step=entry["step"], names=names, weights=weights, precision=entry["precision"],
                 bytes_read=tally["bytes"], read_seconds=time.monotonic() - start,
-                path=_join(directory, entry["prefix"]), retries=tally["failures"]), tally["bytes"]
+                path=_join(directory, entry["prefix"]), retries=tally["failures"]), tally
     logging.warning("No verified peer checkpoint in %s after %d attempts; last problems: %s",
                     directory, max_attempts, "; ".join(problems[-3:]))
-    return None, tally["bytes"]
+    return None, tally
 
 
 def _first_verified_entry(directory: str, entries: list[dict], tally: dict, problems: list):
@@ -252,7 +258,15 @@ def _candidate_entries(directory: str, known_step: Optional[int], tally: dict) -
         return []
     tally["bytes"] += len(data)
     entries = _parse_manifest(data)["checkpoints"]
+    if entries:
+        tally["newest_publish"] = _publish_mark(entries[0])
     return [e for e in entries if known_step is None or e["step"] > known_step]
+
+
+def _publish_mark(entry: dict) -> int:
+    """A number naming one publish (its time in microseconds): a new one comes with every
+    publish, also of a step the peer had already passed (restarted from an older checkpoint)."""
+    return round(entry["published_unix_time"] * 1e6)
 
 
 def _parse_manifest(data: bytes) -> dict:
@@ -330,8 +344,10 @@ class PeerPoller:
     """A daemon thread that keeps the newest verified snapshot of each peer directory.
 
     The training loop calls `take_new()` between steps; it never blocks on file reads.
-    Staleness of a peer is the time since this poller last got a new step from it (or since the
-    poller started); `staleness_warning_s` logs a warning, repeated at that interval while stale.
+    Staleness of a peer is the time since it last published (any step: a peer restarted from an
+    older checkpoint republishes steps it had passed), or since the poller started;
+    `staleness_warning_s` logs a warning, repeated at that interval while stale. `publishes()`
+    tells the same signs of life to the training loop.
     """
 
     def __init__(self, peer_directories: Sequence[str], poll_interval_s: float,
@@ -346,6 +362,7 @@ class PeerPoller:
         self._lock = threading.Lock()
         self._newest: dict[int, PeerSnapshot] = {}
         self._taken: dict[int, int] = {}
+        self._publishes: dict[int, int] = {}  # peer: publish_mark of its newest publish
         now = time.monotonic()
         self._last_new = {i: now for i in range(len(self._directories))}
         self._next_warning = {i: now + staleness_warning_s for i in self._last_new}
@@ -364,6 +381,11 @@ class PeerPoller:
             new = {i: s for i, s in self._newest.items() if s.step > self._taken.get(i, -1)}
             self._taken.update({i: s.step for i, s in new.items()})
         return new
+
+    def publishes(self) -> dict[int, int]:
+        """{peer: `_publish_mark` of its newest publish seen}: changes whenever it publishes."""
+        with self._lock:
+            return dict(self._publishes)
 
     def stats(self) -> dict:
         """Reload counters, median reload latency, worst staleness seen (s), newest steps;
@@ -413,10 +435,15 @@ class PeerPoller:
     def _poll_peer(self, index: int, directory: str) -> None:
         with self._lock:
             known = self._newest[index].step if index in self._newest else None
-        snapshot, bytes_read = _read_latest_counting(directory, known, 3, 0.05)
+        snapshot, tally = _read_latest_counting(directory, known, 3, 0.05)
         with self._lock:
-            self._counters["peer_bytes_read"] += bytes_read
-            self._bytes_by_peer[index] += bytes_read
+            self._counters["peer_bytes_read"] += tally["bytes"]
+            self._bytes_by_peer[index] += tally["bytes"]
+            published = tally.get("newest_publish")
+            if published is not None and published != self._publishes.get(index):
+                self._publishes[index] = published
+                self._last_new[index] = time.monotonic()
+                self._next_warning[index] = self._last_new[index] + self._staleness_warning_s
             current = self._newest.get(index)
             if snapshot is None or (current is not None and snapshot.step <= current.step):
                 return
@@ -424,8 +451,6 @@ class PeerPoller:
             self._counters["reloads"] += 1
             self._latencies.append(snapshot.read_seconds)
             self._latencies_by_peer[index].append(snapshot.read_seconds)
-            self._last_new[index] = time.monotonic()
-            self._next_warning[index] = self._last_new[index] + self._staleness_warning_s
 
     def _check_staleness(self) -> None:
         now = time.monotonic()

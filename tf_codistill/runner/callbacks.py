@@ -68,16 +68,20 @@ class StepTimer(keras.callbacks.Callback):
 
 
 class ProgressLogger(keras.callbacks.Callback):
-    """One line per loop: step, losses, tokens (or examples) per second, staleness."""
+    """One line per loop: step of the total, losses, tokens (or examples) per second,
+    staleness, and the time left at the pace of the loops since the first (which also
+    traces and compiles)."""
 
-    def __init__(self, group, units_per_step, unit, teacher, writer=None):
+    def __init__(self, group, total_steps, units_per_step, unit, teacher, writer=None):
         super().__init__()
         self._group = group
+        self._total_steps = total_steps
         self._units_per_step = units_per_step
         self._unit = unit
         self._teacher = teacher
         self._writer = writer
         self._start = None
+        self._loops: list[tuple[int, float]] = []  # (steps, seconds) of each loop
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -85,16 +89,26 @@ class ProgressLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
         steps = self.params.get("steps") or 1
+        self._loops.append((steps, seconds))
         step = int(self.model.optimizer.iterations.numpy())
         staleness = self._teacher.stats().get("teacher_staleness_steps")
-        line = (f"group {self._group} step {step}: loss {logs['loss']:.4f} "
+        line = (f"group {self._group} step {step}/{self._total_steps}: loss {logs['loss']:.4f} "
                 f"task {logs['task_loss']:.4f} distill {logs['distill_loss']:.4f} "
                 f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
         if staleness is not None:
             line += f" teacher staleness {staleness} steps"
+        if step < self._total_steps:
+            line += f" ETA {format_duration(self.seconds_left(step))}"
         print(line, flush=True)
         if self._writer is not None:
             self._write_scalars(step, steps * self._units_per_step / seconds)
+
+    def seconds_left(self, step: int) -> float:
+        """The steps left at the mean pace of the loops so far, the first left out once
+        there are others."""
+        loops = self._loops[1:] or self._loops
+        pace = sum(seconds for _, seconds in loops) / sum(steps for steps, _ in loops)
+        return max(self._total_steps - step, 0) * pace
 
     def _write_scalars(self, step, throughput):
         """What Keras' TensorBoard callback does not log: throughput and teacher state."""
@@ -111,3 +125,13 @@ class ProgressLogger(keras.callbacks.Callback):
             for name, value in scalars.items():
                 tf.summary.scalar(name, value)
         self._writer.flush()
+
+
+def format_duration(seconds: float) -> str:
+    """1h02m, 3m05s or 42s."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -7,6 +7,9 @@ default, help text and choices. A name two tasks' sections share (``num_classes`
 differ it defaults to unset, meaning the chosen task's own default. A task of
 one's own (``--task=package.module:Name``) takes its sections from --config or
 their defaults.
+
+Each flag belongs to a section (``SECTION_TITLES``: run, trainer, codistillation, data,
+and one model section per task), under which ``--help`` and ``--helpfull`` list it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from tf_codistill import config as config_lib
 from tf_codistill import tasks
 
 CONFIG_FLAG = "config"
+CLOSING_SUMMARY_FLAG = "closing_summary"
+RUN_SECTION = "run"
+SECTION_TITLES = {"trainer": "trainer", "codistill": "codistillation", "data": "data"}
+
+
+def model_section_title(task: str) -> str:
+    return f"model of --task={task}"
 
 
 @dataclasses.dataclass
@@ -29,13 +39,19 @@ class _Flag:
     default: object
     help: str
     choices: object
+    sections: tuple[str, ...] = (RUN_SECTION,)  # where help lists it: one, or each task's
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines every knob as a flag, plus --config (a resolved config file to start from)."""
     flags.DEFINE_string(CONFIG_FLAG, "", "A resolved run config (a group's config.json, or "
                         "the file the local launcher writes) to start from; flags given "
-                        "with it override its values.", flag_values=flag_values)
+                        "with it override its values.", flag_values=flag_values,
+                        module_name=RUN_SECTION)
+    flags.DEFINE_bool(CLOSING_SUMMARY_FLAG, True, "End by printing what the run got and where "
+                      "its outputs are; the local launcher turns it off in the groups it "
+                      "starts and prints the whole run's.", flag_values=flag_values,
+                      module_name=RUN_SECTION)
     for flag in _shared_flags() + _task_flags():
         _define(flag, flag_values)
 
@@ -129,11 +145,42 @@ def _converted(flag_value, kind: type):
     return flag_value
 
 
+def help_sections() -> dict:
+    """{section title: [HelpFlag]} for --help: the run, trainer, codistillation and data
+    sections, then each task's model section (a flag two tasks share is in both, with
+    each task's own help and default). The run section ends with the flags the command
+    itself defined there."""
+    from tf_codistill.runner.command_line import HelpFlag, flags_of_module
+
+    def help_flag(flag: _Flag):
+        return HelpFlag(flag.name, flag.default, flag.help, flag.kind is bool)
+
+    sections: dict[str, list] = {}
+    for flag in _shared_flags():
+        sections.setdefault(flag.sections[0], []).append(help_flag(flag))
+    knob_names = {flag.name for flag in _shared_flags()}
+    sections[RUN_SECTION] += [flag for flag in flags_of_module(RUN_SECTION)
+                              if flag.name not in knob_names]
+    sections[SECTION_TITLES["data"]] = [help_flag(flag) for flag in _task_flags()
+                                        if flag.sections == (SECTION_TITLES["data"],)]
+    for task in sorted(tasks.TASKS):
+        section = tasks.task_class(task).ModelConfig
+        sections[model_section_title(task)] = [
+            help_flag(_flag_of(section, field)) for field in config_lib.knobs(section)]
+    return sections
+
+
 def _shared_flags() -> list[_Flag]:
-    sections = [config_lib.RunConfig, *config_lib.SECTIONS.values()]
-    shared = [_flag_of(section, field) for section in sections
+    sections = [(RUN_SECTION, config_lib.RunConfig)] + [
+        (SECTION_TITLES[key], section) for key, section in config_lib.SECTIONS.items()]
+    shared = [_flag_of(section, field, title) for title, section in sections
               for field in config_lib.knobs(section)]
     return shared
+
+
+def _section_title(key: str, task: str) -> str:
+    """The model flags are listed per task; the data flags together."""
+    return model_section_title(task) if key == "model" else SECTION_TITLES["data"]
 
 
 def _task_flags() -> list[_Flag]:
@@ -143,41 +190,44 @@ def _task_flags() -> list[_Flag]:
         for task in sorted(tasks.TASKS):
             section = _section_class(task, key)
             for field in config_lib.knobs(section):
-                by_name.setdefault(field.name, []).append((task, _flag_of(section, field)))
+                flag = _flag_of(section, field, _section_title(key, task))
+                by_name.setdefault(field.name, []).append((task, flag))
     merged = []
     for name, definitions in by_name.items():
         first = definitions[0][1]
-        owners = "|".join(task for task, _ in definitions)
-        if all(f.help == first.help for _, f in definitions):
-            first.help = f"--task={owners}: {first.help}"
+        same_default = all(f.default == first.default for _, f in definitions)
+        if all(f.help == first.help for _, f in definitions) and same_default:
+            first.help = f"--task={'|'.join(task for task, _ in definitions)}: {first.help}"
         else:
             first.help = " ".join(f"--task={task}: {f.help} (default {f.default!r})."
                                   for task, f in definitions)
-        if not all(f.default == first.default for _, f in definitions):
-            first.default = None
+        first.default = first.default if same_default else None
+        first.sections = tuple(dict.fromkeys(f.sections[0] for _, f in definitions))
         merged.append(first)
     return merged
 
 
-def _flag_of(section: type, field: dataclasses.Field) -> _Flag:
+def _flag_of(section: type, field: dataclasses.Field, title: str = RUN_SECTION) -> _Flag:
     kind = typing.get_type_hints(section)[field.name]
     return _Flag(field.name, kind, field.default, field.metadata["help"],
-                 field.metadata["choices"])
+                 field.metadata["choices"], (title,))
 
 
 def _define(flag: _Flag, flag_values) -> None:
     kind, default = flag.kind, flag.default
+    where = dict(flag_values=flag_values, module_name=flag.sections[0])
     if typing.get_origin(kind) is tuple:
         default = None if default is None else [str(v) for v in default]
-        flags.DEFINE_list(flag.name, default, flag.help, flag_values=flag_values)
+        flags.DEFINE_list(flag.name, default, flag.help, **where)
     elif kind is bool:
-        flags.DEFINE_bool(flag.name, default, flag.help, flag_values=flag_values)
+        flags.DEFINE_bool(flag.name, default, flag.help, **where)
     elif kind is int:
-        flags.DEFINE_integer(flag.name, default, flag.help, flag_values=flag_values)
+        flags.DEFINE_integer(flag.name, default, flag.help, **where)
     elif kind is float:
-        flags.DEFINE_float(flag.name, default, flag.help, flag_values=flag_values)
+        flags.DEFINE_float(flag.name, default, flag.help, **where)
     elif flag.choices is not None:
-        flags.DEFINE_enum(flag.name, default, list(flag.choices), flag.help,
-                          flag_values=flag_values)
+        flags.DEFINE_enum(flag.name, default, list(flag.choices), flag.help, **where)
     else:
-        flags.DEFINE_string(flag.name, default, flag.help, flag_values=flag_values)
+        flags.DEFINE_string(flag.name, default, flag.help, **where)
+    for title in flag.sections[1:]:  # a model flag two tasks share: listed under both
+        flag_values.register_flag_by_module(title, flag_values[flag.name])

@@ -27,11 +27,10 @@ from tf_codistill import tasks
 from tf_codistill.config import layout
 from tf_codistill.config.files import is_local, unique_temporary
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
-from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
 from tf_codistill.core.schedules import weight_decay_schedule
 from tf_codistill.exchange import snapshots
-from tf_codistill.exchange.peers import BackgroundPublisher, PublishCallback
+from tf_codistill.exchange.peers import BackgroundPublisher, PublishCallback, named_weights
 from tf_codistill.runner import callbacks as callbacks_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import teacher_sources
@@ -109,6 +108,8 @@ def _run(config: config_lib.RunConfig, task, strategy) -> dict:
             checkpoint, workers.writable_dir(config.layout.checkpoints, chief),
             max_to_keep=config.trainer.keep_checkpoints or None)
         start_step = _restore(checkpoint, config, model.student, carried)
+        if start_step >= config.trainer.train_steps:
+            _publish_last_step_if_owed(config, task, strategy, model, chief, start_step)
         finished = _finished_metrics(config, start_step)
         if finished is not None:
             return finished
@@ -331,15 +332,13 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
             f"that divides {start_step}.")
     dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
-    if chief and config.num_groups > 1 and teacher_sources.kind_of(config).publishes:
-        publisher = BackgroundPublisher(snapshots.PeerPublisher(
-            config.layout.published,
-            precision=config.codistill.teacher_precision))
+    if chief and _publishes(config):
+        publisher = BackgroundPublisher(_peer_publisher(config))
     step_timer = callbacks_lib.StepTimer()
     writer = (tf.summary.create_file_writer(config.layout.codistill_logs)
               if chief else None)
     progress = callbacks_lib.ProgressLogger(
-        config.group, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
+        config.group, total, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
         model.teacher, writer)
     callbacks = [callbacks_lib.StopAtStep(total),
                  PublishCallback(publisher, model.student, config.codistill.reload_interval),
@@ -357,6 +356,33 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
     logs = {k: v[-1] for k, v in history.history.items()}
     logs.update(step_timer.summary())
     return logs, time.perf_counter() - start
+
+
+def _publishes(config) -> bool:
+    """Whether the group publishes its weights for peer groups to read."""
+    return config.num_groups > 1 and teacher_sources.kind_of(config).publishes
+
+
+def _peer_publisher(config) -> snapshots.PeerPublisher:
+    return snapshots.PeerPublisher(config.layout.published,
+                                   precision=config.codistill.teacher_precision)
+
+
+def _publish_last_step_if_owed(config, task, strategy, model, chief, step):
+    """Publishes the restored last step if ``published/`` lacks it: a kill between the last
+    checkpoint and the final publish. Without it the peers would never see the group's
+    final weights, take it for dead and drop it past --max_teacher_staleness. Every worker
+    reads the shared manifest, so all of them build the restored student together."""
+    if not _publishes(config):
+        return
+    published = snapshots.newest_published_step(config.layout.published)
+    if published is not None and published >= step:
+        return
+    _build_restored(task, strategy, model)
+    if chief:
+        print(f"group {config.group}: publishing step {step}, which the run that trained it "
+              f"did not (newest published: {published})", flush=True)
+        _peer_publisher(config).publish(step, named_weights(model.student))
 
 
 def _evaluate(config, task, strategy, model):
@@ -398,6 +424,8 @@ def _build_restored(task, strategy, model):
     or evaluation): a subclassed model learns its input shape, and creates the variables
     the restore is waiting for, on its first call. One evaluation batch does it on
     every replica; the evaluation that follows resets the carried state."""
+    if model.student.built:
+        return
     dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
     model.evaluate(dataset, steps=1, verbose=0)
 
@@ -431,45 +459,3 @@ def _export(config, model, chief):
     os.rename(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def summary_table(metrics_by_group: list[dict], baseline: dict | None = None) -> str:
-    """The closing table of a multi-group run; with ``baseline`` (a plain group's metrics),
-    also the groups' mean and each group's and the mean's difference from the baseline."""
-    lines = [f"{'group':>8} {'steps':>7} {'eval loss':>10} {'perplexity':>11} {'time (s)':>9}"]
-    for m in metrics_by_group:
-        lines.append(_summary_row(m["group"], m["global_step"], m["eval_loss"],
-                                  m.get("eval_perplexity"), m["train_seconds"]))
-    if baseline is None:
-        return "\n".join(lines)
-    losses = [m["eval_loss"] for m in metrics_by_group]
-    mean = sum(losses) / len(losses)
-    has_perplexity = baseline.get("eval_perplexity") is not None
-    if len(metrics_by_group) > 1:
-        lines.append(_summary_row("mean", None, mean,
-                                  perplexity_of(mean) if has_perplexity else None))
-    lines.append(_summary_row("baseline", baseline["global_step"], baseline["eval_loss"],
-                              baseline.get("eval_perplexity"), baseline["train_seconds"]))
-    lines.append("minus the baseline (negative: codistillation ahead):")
-    rows = [(m["group"], m["eval_loss"]) for m in metrics_by_group]
-    if len(metrics_by_group) > 1:
-        rows.append(("mean", mean))
-    for name, loss in rows:
-        difference = loss - baseline["eval_loss"]
-        perplexity = "-"
-        if has_perplexity:
-            perplexity = f"{perplexity_of(loss) - baseline['eval_perplexity']:+.2f}"
-        lines.append(f"{name:>8} {'':>7} {difference:>+10.4f} {perplexity:>11}")
-    difference = mean - baseline["eval_loss"]
-    where = "ahead of" if difference < 0 else "behind" if difference > 0 else "level with"
-    lines.append(f"The codistilled groups end {where} the baseline: mean eval loss "
-                 f"{mean:.4f} against {baseline['eval_loss']:.4f} ({difference:+.4f}; one "
-                 "seed: differences of a few hundredths can be noise).")
-    return "\n".join(lines)
-
-
-def _summary_row(name, steps, loss, perplexity=None, seconds=None):
-    steps = "" if steps is None else steps
-    perplexity = "-" if perplexity is None else f"{perplexity:.2f}"
-    seconds = "" if seconds is None else f"{seconds:.1f}"
-    return f"{name:>8} {steps:>7} {loss:>10.4f} {perplexity:>11} {seconds:>9}".rstrip()
