@@ -242,6 +242,17 @@ SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig}
 TASK_SECTIONS = ("model", "data")  # each task's own classes (Task.ModelConfig, .DataConfig)
 
 
+def with_defaults(section: type, **defaults) -> type:
+    """A subclass of ``section`` whose named knobs default to other values, their help,
+    choices and range kept: one declaration of a setting that tasks default differently."""
+    fields = [(f.name, f.type, knob(defaults.pop(f.name), f.metadata["help"],
+                                    choices=f.metadata["choices"], valid=f.metadata["range"]))
+              for f in knobs(section) if f.name in defaults]
+    if defaults:
+        raise TypeError(f"{section.__name__} has no knobs {sorted(defaults)}.")
+    return dataclasses.make_dataclass(section.__name__, fields, bases=(section,), frozen=True)
+
+
 def knobs(section: type) -> list[dataclasses.Field]:
     """The fields of a section that are settings (not nested sections)."""
     return [f for f in dataclasses.fields(section) if "help" in f.metadata]

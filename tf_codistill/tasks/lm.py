@@ -14,7 +14,7 @@ from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
 from data_pipelines.training_data import build_dataset_from_shards, build_training_dataset
 from tf_codistill.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob
 from tf_codistill.core.losses import perplexity
-from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+from tf_codistill.models.lstm_lm import LanguageModelConfig, LSTMArchitecture, StatefulLanguageModel
 from tf_codistill.tasks.base import InputFiles, Task, expand_files
 
 UNIGRAM_BATCHES = 200
@@ -46,14 +46,10 @@ class LanguageModelData(InputFiles):
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelSection:
+class LanguageModelSection(LSTMArchitecture):
     """The LM's architecture: what a model_dir keeps for its whole life."""
 
     vocab_size: int = knob(0, "LM vocabulary size; 0: from --vocab.", valid=AT_LEAST_0)
-    embedding_dim: int = knob(256, "Input embedding size.", valid=AT_LEAST_1)
-    units: int = knob(1024, "LSTM units per layer.", valid=AT_LEAST_1)
-    num_layers: int = knob(2, "LSTM layers.", valid=AT_LEAST_1)
-    layer_norm: bool = knob(True, "Layer-normalized LSTM cells.")
 
 
 class LanguageModelTask(Task):
@@ -104,10 +100,7 @@ class LanguageModelTask(Task):
 
     def model_config(self) -> LanguageModelConfig:
         model = self.config.model
-        return LanguageModelConfig(
-            vocab_size=model.vocab_size or self._tokenizer.vocab_size,
-            embedding_dim=model.embedding_dim, units=model.units,
-            num_layers=model.num_layers, layer_norm=model.layer_norm)
+        return LanguageModelConfig.of(model, model.vocab_size or self._tokenizer.vocab_size)
 
     def build_model(self, per_replica_batch):
         return StatefulLanguageModel(self.model_config(), per_replica_batch,
