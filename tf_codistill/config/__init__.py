@@ -310,18 +310,60 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
                           "together: pass --teacher=ensemble --teacher_dirs=<trained group "
                           "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
-    if trainer.train_steps % trainer.steps_per_execution:
-        k = trainer.steps_per_execution
-        raise ConfigError(
-            f"--train_steps={trainer.train_steps} is not a multiple of --steps_per_execution={k}"
-            f", so the last device call would overshoot it; pass --train_steps="
-            f"{trainer.train_steps // k * k or k} or {-(-trainer.train_steps // k) * k}.")
+    _check_whole_executions(trainer)
     if trainer.weight_decay_schedule == "step_with_lr" and len(trainer.lr_decay_boundaries) < 2:
         raise ConfigError(
             "--weight_decay_schedule=step_with_lr cuts weight decay x0.1 at the first "
             "learning-rate decay and to 0 at the second, so it needs two "
             f"--lr_decay_boundaries, got {len(trainer.lr_decay_boundaries)}; pass two or more "
             "steps (e.g. --lr_decay_boundaries=2346,4692) or --weight_decay_schedule=constant.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Device calls of --steps_per_execution steps: every rule about them, in one place.
+
+def _check_whole_executions(trainer: TrainerConfig) -> None:
+    """The last device call must end at --train_steps, not overshoot it."""
+    k = trainer.steps_per_execution
+    if trainer.train_steps % k:
+        raise ConfigError(
+            f"--train_steps={trainer.train_steps} is not a multiple of --steps_per_execution={k}"
+            f", so the last device call would overshoot it; pass --train_steps="
+            f"{trainer.train_steps // k * k or k} or {-(-trainer.train_steps // k) * k}.")
+
+
+def aligned_to_executions(config: RunConfig) -> RunConfig:
+    """The config with its intervals rounded up to multiples of --steps_per_execution.
+
+    Checkpoints, publishes and reloads happen between device calls of K steps,
+    so their intervals must be multiples of K; each rounding is printed.
+    """
+    k = config.trainer.steps_per_execution
+    if k == 1:
+        return config
+
+    def rounded(name, value):
+        up = -(-value // k) * k
+        if up != value:
+            print(f"group {config.group}: --{name}={value} is not a multiple of "
+                  f"--steps_per_execution={k}; using {up}", flush=True)
+        return up
+
+    trainer = dataclasses.replace(
+        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
+    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
+        "reload_interval", config.codistill.reload_interval))
+    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
+
+
+def check_resumes_between_executions(config: RunConfig, start_step: int) -> None:
+    """A resumed run's first device call must start where a call of the old run ended."""
+    k = config.trainer.steps_per_execution
+    if start_step % k:
+        raise ConfigError(
+            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
+            f"--steps_per_execution={k}: device calls would miss the reload, checkpoint and "
+            f"last steps; resume with a --steps_per_execution that divides {start_step}.")
 
 
 def to_dict(config: RunConfig) -> dict:

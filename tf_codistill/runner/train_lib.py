@@ -8,7 +8,6 @@ running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
 import json
 import math
@@ -51,7 +50,7 @@ def run(config: config_lib.RunConfig) -> dict:
     """
     config = tasks.resolve(config)
     config_lib.check(config)
-    config = aligned_to_executions(config)
+    config = config_lib.aligned_to_executions(config)
     task = tasks.get_task(config)
     task.check_inputs()
     try:
@@ -157,30 +156,6 @@ def build(config, task, strategy):
                       jit_compile=config.trainer.jit_compile,
                       steps_per_execution=config.trainer.steps_per_execution)
     return model, model.teacher
-
-
-def aligned_to_executions(config):
-    """The config with its intervals rounded up to multiples of --steps_per_execution.
-
-    Checkpoints, publishes and reloads happen between device calls of K steps,
-    so their intervals must be multiples of K; each rounding is printed.
-    """
-    k = config.trainer.steps_per_execution
-    if k == 1:
-        return config
-
-    def rounded(name, value):
-        up = -(-value // k) * k
-        if up != value:
-            print(f"group {config.group}: --{name}={value} is not a multiple of "
-                  f"--steps_per_execution={k}; using {up}", flush=True)
-        return up
-
-    trainer = dataclasses.replace(
-        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
-    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
-        "reload_interval", config.codistill.reload_interval))
-    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
 
 
 def _write_config(config):
@@ -324,12 +299,7 @@ def _train(config, task, strategy, model, manager, chief, start_step, carried):
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
-    if start_step % config.trainer.steps_per_execution:
-        raise config_lib.ConfigError(
-            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
-            f"--steps_per_execution={config.trainer.steps_per_execution}: device calls would "
-            "miss the reload, checkpoint and last steps; resume with a --steps_per_execution "
-            f"that divides {start_step}.")
+    config_lib.check_resumes_between_executions(config, start_step)
     dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
     publisher = None
     if chief and _publishes(config):
