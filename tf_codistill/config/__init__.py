@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import uuid
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
