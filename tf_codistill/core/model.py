@@ -65,7 +65,7 @@ class CodistillModel(keras.Model):
         _check_distill_rows(distill_rows)
         self.student = student
         self.teacher = teacher if teacher is not None else TeacherSource()
-        self.peers = list(self.teacher.co_trained_models)
+        self.co_trained = list(self.teacher.co_trained_models)  # in-process copies
         self.distill_loss = losses_lib.get_distillation_loss(
             distill_loss, output_kind, temperature)
         self.distill_weight = float(distill_weight)
@@ -125,7 +125,7 @@ class CodistillModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        models = [self.student] + self.peers
+        models = [self.student] + self.co_trained
         with tf.GradientTape() as tape:
             outputs = [tf.cast(model(x, training=True), tf.float32) for model in models]
             distills = self._distill_terms(x, outputs, sample_weight)
@@ -152,7 +152,7 @@ class CodistillModel(keras.Model):
         """
         zeros = [tf.constant(0.0) for _ in outputs]
         has_frozen = self.teacher.has_frozen_teachers
-        if not self.peers and not has_frozen:
+        if not self.co_trained and not has_frozen:
             return zeros
 
         def terms():
@@ -162,7 +162,7 @@ class CodistillModel(keras.Model):
             return [self._distill_loss(i, rows_outputs, frozen, rows_weight)
                     for i in range(len(outputs))]
 
-        ready = True if self.peers else self.teacher.ready()
+        ready = True if self.co_trained else self.teacher.ready()
         if self.burn_in_steps == 0 and ready is True:
             return terms()
         counts = tf.logical_and(self.optimizer.iterations >= self.burn_in_steps,
@@ -198,7 +198,7 @@ class CodistillModel(keras.Model):
         logits = outputs[index]
         task = _local_mean(self.task_loss(y, logits), sample_weight)
         total = task + self.distill_weight_now() * distill
-        model = ([self.student] + self.peers)[index]
+        model = ([self.student] + self.co_trained)[index]
         if model.losses:
             regularization = tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses])
             if self.regularization_schedule is not None:
@@ -208,7 +208,7 @@ class CodistillModel(keras.Model):
         return total, task, distill
 
     def _check_output_shapes_if_built(self):
-        models = [self.student] + self.peers + list(self.teacher.frozen_models)
+        models = [self.student] + self.co_trained + list(self.teacher.frozen_models)
         shapes = [_output_shape(m) for m in models]
         known = [s for s in shapes if s is not None]
         if any(s != known[0] for s in known[1:]):
