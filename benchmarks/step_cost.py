@@ -42,6 +42,7 @@ from tf_codistill.exchange import snapshots  # noqa: E402
 from tf_codistill.exchange.peers import (CheckpointPeers, build_teacher_copy,  # noqa: E402
                                          named_weights)
 from lm_size import build_lm  # noqa: E402  (benchmarks/lm_size.py: the LM's size flags)
+from tf_codistill.config import TrainerConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 10, "Steps per timed block.")
@@ -53,6 +54,10 @@ flags.DEFINE_list("mixed_policies", ["mixed_bfloat16"],
 flags.DEFINE_list("num_peers", ["1"], "Checkpoint peers per codistilled variant (N-1 of N "
                   "groups); above 1 only the first of --precisions.")
 flags.DEFINE_bool("idle_teacher_variants", True, "Add the burn-in and no-peer-yet variants.")
+flags.DEFINE_list("noise_scale_intervals", [str(TrainerConfig.noise_scale_interval)],
+                  "Gradient noise scale measured every K steps (one replica): a group without "
+                  "peers and the first of --precisions' codistilled group, each with and "
+                  "without it, in adjacent blocks; --steps should be a multiple of K.")
 
 
 def _zeros():
@@ -75,8 +80,15 @@ def plain(jit, policy=None):
     return model
 
 
+def alone(jit, noise_scale_interval=None):
+    """CodistillModel without a teacher: a one-group run of the train command."""
+    model = CodistillModel(build_lm(), noise_scale_interval=noise_scale_interval)
+    model.compile(keras.optimizers.Adam(), jit_compile=jit)
+    return model
+
+
 def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_peers=1,
-                distill_rows=None):
+                distill_rows=None, noise_scale_interval=None):
     rows = distill_rows or FLAGS.batch_size
     peers = CheckpointPeers([peer_dir] * num_peers,
                             lambda: build_teacher_copy(lambda: build_lm(rows), precision),
@@ -86,7 +98,7 @@ def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_p
     peers.poller.poll_once()
     assert peers.swap_in_new_weights(0) == int(published) * num_peers
     model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps,
-                           distill_rows=distill_rows)
+                           distill_rows=distill_rows, noise_scale_interval=noise_scale_interval)
     model.compile(keras.optimizers.Adam(), jit_compile=jit)
     return model, peers
 
@@ -99,7 +111,7 @@ def main(argv):
     y = tf.constant(rng.randint(0, FLAGS.vocab_size, shape), tf.int32)
     peer = build_lm()
     peer(x)
-    models, sources = {}, []
+    models, sources, pairs = {}, [], []
     with tempfile.TemporaryDirectory() as root:
         directories = {}
         for precision in dict.fromkeys(FLAGS.precisions + ["float32"]):
@@ -126,6 +138,21 @@ def main(argv):
                        f"{mode}"], source = codistilled(directories[precision], precision,
                                                         jit, distill_rows=rows)
                 sources.append(source)
+            precision = FLAGS.precisions[0]
+            for interval in map(int, FLAGS.noise_scale_intervals):
+                builds = {"one group": lambda k: (alone(jit, k), None),
+                          f"codistilled {precision} teacher": lambda k: codistilled(
+                              directories[precision], precision, jit, noise_scale_interval=k)}
+                for kind, build in builds.items():
+                    reference = f"{kind}, {mode}"
+                    if reference not in models:
+                        models[reference], source = build(None)
+                        sources.append(source)
+                    models[reference] = models.pop(reference)  # adjacent blocks
+                    variant = f"{kind}, noise scale every {interval}, {mode}"
+                    models[variant], source = build(interval)
+                    sources.append(source)
+                    pairs.append((variant, reference))
             if not FLAGS.idle_teacher_variants:
                 continue
             models[f"burn-in (fp32 peer loaded), {mode}"], source = codistilled(
@@ -136,7 +163,7 @@ def main(argv):
             sources.append(source)
         compile_s, times, cpu_times = step_timing.time_variants(
             models, x, y, FLAGS.steps, FLAGS.repeats)
-        for source in sources:
+        for source in filter(None, sources):
             source.close()
     print(f"LM 2 x LSTM {FLAGS.units} (layer_norm={FLAGS.layer_norm}), embedding "
           f"{FLAGS.embedding_dim}, vocab {FLAGS.vocab_size}, batch {FLAGS.batch_size} x "
@@ -145,6 +172,9 @@ def main(argv):
           f"{os.cpu_count()} CPUs at the end")
     step_timing.print_tables(compile_s, times, cpu_times, FLAGS.batch_size * FLAGS.seq_len,
                              "tokens")
+    if pairs:
+        step_timing.print_paired_ratios("gradient noise scale telemetry", times, cpu_times,
+                                        pairs)
 
 
 if __name__ == "__main__":

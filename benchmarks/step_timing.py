@@ -46,6 +46,22 @@ def print_tables(compile_s, wall, cpu, units_per_step: int, unit: str) -> None:
            cpu, compile_s, units_per_step, unit)
 
 
+def print_paired_ratios(title, wall, cpu, pairs) -> None:
+    """Each (variant, reference) pair's ratio block by block: the two ran in adjacent blocks,
+    so the ratio of each pair of blocks sees one state of the machine. Median, quartiles and
+    range of the per-block ratios, wall-clock and process CPU."""
+    print(f"\n{title}: per-block ratios to the reference, median [quartiles] (range)")
+    width = max(len(name) for name, _ in pairs) + 2
+    for times, kind in ((wall, "wall"), (cpu, "CPU")):
+        for name, reference in pairs:
+            ratios = sorted(a / b for a, b in zip(times[name], times[reference]))
+            quartiles = (statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1
+                         else ratios * 3)
+            print(f"{kind:<5}{name:<{width}} {statistics.median(ratios):6.3f} "
+                  f"[{quartiles[0]:.3f}, {quartiles[2]:.3f}] ({ratios[0]:.3f}-{ratios[-1]:.3f})"
+                  f"  of {reference}")
+
+
 def _table(title, times, compile_s, units_per_step, unit):
     medians = {name: statistics.median(samples) for name, samples in times.items()}
     base_name = min((n for n in medians if n.startswith("plain, ")), key=medians.get)

@@ -118,6 +118,10 @@ def test_startup_noise_is_told_from_what_a_user_must_see():
         "I0000 00:00:1796410024.609733    5399 cudart_stub.cc:31] Could not find cuda drivers",
         "E0000 00:00:1796410044.026336    5881 cuda_platform.cc:52] failed call to cuInit: "
         "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+        "I0000 00:00:1796412376.219043   24361 cpu_feature_guard.cc:227] This TensorFlow binary "
+        "is optimized to use available CPU instructions in performance-critical operations.",
+        "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.",
     ]
     kept = [
         "E0000 00:00:1796410044.026336    5881 op_kernel.cc:1830] OP_REQUIRES failed: OOM",

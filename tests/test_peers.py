@@ -33,19 +33,20 @@ def test_a_peer_without_a_checkpoint_contributes_nothing(tmp_path):
         peers.close()
 
 
-def test_published_weights_become_the_frozen_teacher(tmp_path):
-    source = tiny.classifier(7)
+@pytest.mark.parametrize("flavour", tiny.FLAVOURS)
+def test_published_weights_become_the_frozen_teacher(tmp_path, flavour):
+    source = tiny.classifier(7, flavour=flavour)
     snapshots.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(source))
-    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
-                            poll_interval_s=60)
+    peers = CheckpointPeers([str(tmp_path / "peer")],
+                            lambda: tiny.classifier(3, flavour=flavour), poll_interval_s=60)
     try:
         assert _wait_for_snapshot(peers, step=50) == 1
         teacher = peers.frozen_models[0]
         for mine, theirs in zip(teacher.get_weights(), source.get_weights()):
             np.testing.assert_array_equal(mine, theirs)
         x, y = tiny.classification_data(16)
-        model = tc.CodistillModel(tiny.classifier(1), peers)
-        model.compile(keras.optimizers.SGD(0.1))
+        model = tc.CodistillModel(tiny.classifier(1, flavour=flavour), peers)
+        model.compile(tiny.keras_of(flavour).optimizers.SGD(0.1))
         before = [w.copy() for w in teacher.get_weights()]
         assert model.train_on_batch(x, y, return_dict=True)["distill_loss"] > 0
         for a, b in zip(before, teacher.get_weights()):
@@ -53,6 +54,14 @@ def test_published_weights_become_the_frozen_teacher(tmp_path):
         stats = peers.stats()
         assert stats["teacher_reloads"] == 1 and stats["teacher_staleness_steps"] == 10
         assert stats["peer_bytes_read"] > 0
+        # A newer snapshot is swapped in by the reload callback that fit adds.
+        newer = tiny.classifier(8, flavour=flavour)
+        snapshots.PeerPublisher(str(tmp_path / "peer")).publish(60, named_weights(newer))
+        peers.poller.poll_once()
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        assert peers.stats()["peer_steps"] == {0: 60}
+        for mine, theirs in zip(teacher.get_weights(), newer.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
     finally:
         peers.close()
 

@@ -11,9 +11,9 @@ import tensorflow as tf
 
 from tests.helpers import runs
 from tests.test_multi_worker import free_ports
-from tf_codistill.core.carried_state import ReplicaCarriedState
 from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
+from tf_codistill.runner.group import Group
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection
 
@@ -59,10 +59,9 @@ def test_a_restore_brings_back_weights_and_optimizer_slots(tmp_path):
     train_lib.run(config)
     served = tf.saved_model.load(str(tmp_path / "group_0" / "export"))
     task = get_task(config)
-    model, _ = train_lib.build(config, task, tf.distribute.get_strategy())
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    carried = ReplicaCarriedState(model.student, tf.distribute.get_strategy())
-    assert train_lib._restore(checkpoint, config, model.student, carried) == 20
+    group = Group.of_run(config, tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, task, group.strategy, group)
+    assert group.restore(model) == 20
     x = tf.random.normal((4, 16), seed=1)
     np.testing.assert_allclose(model.student(x), served(x), rtol=1e-5, atol=1e-6)
     model.optimizer.build(model.trainable_variables)  # slots restore when created
@@ -137,7 +136,8 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 200
         scalars = tensorboard_scalars(tmp_path / f"group_{group}" / "logs" / "codistill")
         assert {"teacher_reloads", "teacher_staleness_steps", "teacher_age_mean_steps",
-                "examples_per_second"} <= scalars
+                "examples_per_second", "noise_scale", "grad_norm_sq"} <= scalars
+        assert m["noise_scale"] > 0 and m["grad_trace_cov"] > 0  # one replica: half batches
         if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on; a
             # group that starts late loads copies from ahead of it (negative ages)
             assert (m["teacher_age_max_steps"] >= m["teacher_age_mean_steps"]
@@ -213,4 +213,5 @@ def test_two_groups_of_two_workers_on_localhost(tmp_path):
     for group, m in enumerate(metrics):
         assert m["global_step"] == 60
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 60
+        assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
     assert max(m["teacher_reloads"] for m in metrics) >= 1

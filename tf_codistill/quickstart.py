@@ -11,13 +11,16 @@ each. Runs in under a minute on 2 CPU cores.
 
 from __future__ import annotations
 
-import dataclasses
-import os
+from tf_codistill.runner.command_line import prepare_process
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+prepare_process()  # before TensorFlow loads: tf_keras, malloc arenas, a quiet start
+
+import dataclasses  # noqa: E402
 
 import tf_keras as keras  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tf_codistill.runner import command_line  # noqa: E402
 
 from tf_codistill.core.model import CodistillModel  # noqa: E402
 from tf_codistill.tasks import clusters  # noqa: E402
@@ -67,8 +70,10 @@ def format_results(results: dict[str, dict[str, float]]) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("epochs", QuickstartConfig.epochs, "Passes over the training set.")
-flags.DEFINE_integer("seed", 0, "Seed for data and initialization.")
+SECTION = "quickstart"
+flags.DEFINE_integer("epochs", QuickstartConfig.epochs, "Passes over the training set.",
+                     module_name=SECTION)
+flags.DEFINE_integer("seed", 0, "Seed for data and initialization.", module_name=SECTION)
 
 
 def main(argv):
@@ -78,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command_line.run(main, lambda: {SECTION: command_line.flags_of_module(SECTION)})

@@ -107,6 +107,12 @@ class TrainerConfig:
         "float32", "Keras precision policy of the group's models: variables stay float32, "
         "mixed_* compute in 16 bits (mixed_float16 adds dynamic loss scaling). Teacher copies "
         "of peers compute at --teacher_precision.", choices=MIXED_PRECISION_POLICIES)
+    noise_scale_interval: int = knob(
+        50, "Measure the gradient noise scale (B_simple, McCandlish et al. 2018: the batch past "
+        "which a larger one stops saving steps) while training: with one replica every this "
+        "many steps, from the batch's two halves (one more backward pass of the student); "
+        "with several replicas every step, from their gradients before the all-reduce. "
+        "In the progress lines, TensorBoard and metrics.json. 0: off.", valid=AT_LEAST_0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,13 +233,18 @@ class RunConfig:
     @property
     def init_seed(self) -> int:
         """Seed of this group's initialization: groups start from different points."""
-        return self.trainer.seed * 1000 + self.group
+        return group_seed(self.trainer.seed, self.group)
 
     @property
     def data_seed(self) -> int:
-        """Seed of this group's data order; distinct for every (seed, group) pair, so seed s's
-        group 1 never reads in the order of seed s + 1's group 0."""
-        return self.trainer.seed * 1000 + self.group
+        """Seed of this group's data order (``group_seed``)."""
+        return group_seed(self.trainer.seed, self.group)
+
+
+def group_seed(seed: int, group: int) -> int:
+    """The seed of group ``group`` of a run seeded ``seed``; distinct for every (seed, group)
+    pair, so seed s's group 1 never starts or reads like seed s + 1's group 0."""
+    return seed * 1000 + group
 
 
 SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig}
@@ -278,9 +289,14 @@ def check(config: RunConfig) -> None:
     sections += [getattr(config, key) for key in TASK_SECTIONS
                  if dataclasses.is_dataclass(getattr(config, key))]
     for section in sections:
-        for field in knobs(type(section)):
-            check_value(field, getattr(section, field.name))
+        check_section(section)
     _check_combinations(config)
+
+
+def check_section(section) -> None:
+    """Raises ConfigError naming the first knob of ``section`` out of its valid values."""
+    for field in knobs(type(section)):
+        check_value(field, getattr(section, field.name))
 
 
 def check_value(field: dataclasses.Field, value) -> None:

@@ -13,6 +13,11 @@ All models output *logits*. Losses are averaged over the global batch: each
 replica averages over its elements and the objective is divided by the replica
 count, so with equal per-replica batches (as Keras assumes) the all-reduced
 gradient of a synchronous strategy equals the single-device gradient.
+
+One train step serves both Keras flavours (``core.compat``): it uses only what
+tf_keras and Keras 3 share (``apply_gradients``, its own ``Mean`` trackers, its own
+loss scaling). ``CodistillModel`` subclasses tf_keras' Model; given a Keras 3
+student it builds the Keras 3 twin (``core.keras3_model``) instead.
 """
 
 from __future__ import annotations
@@ -24,14 +29,18 @@ import tf_keras as keras
 
 from tf_codistill.core import compat
 from tf_codistill.core import losses as losses_lib
+from tf_codistill.core.noise_scale import GradientNoiseScale, signed_halves
 from tf_codistill.core.teachers import TeacherSource
 
 
-class CodistillModel(keras.Model):
-    """Wraps a student model and a source of teacher predictions.
+class CodistillTraining:
+    """The codistillation model of either Keras flavour: mixed into the flavour's Model,
+    whose module is ``_keras``.
 
     Args:
-      student: the tf_keras model to train and serve; it outputs logits.
+      student: the model to train and serve; it outputs logits. A tf_keras model, or a
+        Keras 3 model (TensorFlow backend, default or mirrored strategy only); every
+        peer and teacher is of the student's flavour.
       teacher: a ``TeacherSource`` (``InProcessPeers``, ``FixedTeacher``, or the
         checkpoint-polling peers of another group); None trains the student alone.
       output_kind: "softmax" (classes on the last axis) or "sigmoid" (independent
@@ -51,15 +60,19 @@ class CodistillModel(keras.Model):
         e.g. weight decay), such as ``schedules.WeightDecaySchedule``. Codistillation
         regularizes by itself, so Sodhani et al. (2021) lower weight decay as training
         goes on; None adds the losses unscaled.
+      noise_scale_interval: None, or measure the student's gradient noise scale (B_simple,
+        ``core.noise_scale``) while training, reported in the train logs: with several
+        replicas every step, with one every this many steps.
     """
 
-    def __init__(self, student: keras.Model, teacher: TeacherSource | None = None,
+    def __init__(self, student, teacher: TeacherSource | None = None,
                  *, output_kind: str = "softmax", distill_loss="cross_entropy",
                  distill_weight: float = 1.0, temperature: float = 1.0,
                  burn_in_steps: int = 0, distill_rows: int | None = None,
-                 regularization_schedule=None, **kwargs):
+                 regularization_schedule=None, noise_scale_interval: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
-        compat.require_tf_keras_model(student, "student")
+        self._check_flavours(student, teacher)
         _check_weight(distill_weight)
         _check_burn_in(burn_in_steps)
         _check_distill_rows(distill_rows)
@@ -77,15 +90,17 @@ class CodistillModel(keras.Model):
         self.regularization_schedule = regularization_schedule
         self.task_loss = losses_lib.task_loss_for(output_kind)
         self._check_output_shapes_if_built()
-        self.total_loss_tracker = keras.metrics.Mean(name="loss")
-        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
-        self.distill_loss_tracker = keras.metrics.Mean(name="distill_loss")
+        self.total_loss_tracker = self._keras.metrics.Mean(name="loss")
+        self.task_loss_tracker = self._keras.metrics.Mean(name="task_loss")
+        self.distill_loss_tracker = self._keras.metrics.Mean(name="distill_loss")
         # The steps return metric results only, already aggregated over every replica and
         # worker. tf_keras' default ("auto") sums a step's outputs over the workers of a
         # MultiWorkerMirroredStrategy, doubling two workers' per-step logs, and the final
         # evaluate logs too (it re-reads the metrics at the end only when a step returns
         # all of ``self.metrics``, and the test step returns a subset).
         self.distribute_reduction_method = "first"
+        self.noise_scale = (None if noise_scale_interval is None
+                            else GradientNoiseScale(noise_scale_interval))
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``; ``loss`` is the task loss phi on logits.
@@ -93,18 +108,17 @@ class CodistillModel(keras.Model):
         ``loss`` defaults to cross entropy on logits for ``output_kind``. A custom
         loss must be a ``keras.losses.Loss`` (its unreduced ``call`` is used) or a
         function returning one value per element; metrics receive logits.
+        ``jit_compile`` defaults to False in both flavours.
         """
         if loss is not None:
-            self.task_loss = _unreduced_loss(loss)
+            self.task_loss = _unreduced_loss(loss, self._keras.losses.Loss)
+        kwargs.setdefault("jit_compile", False)
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     @property
     def metrics(self):
-        trackers = [self.total_loss_tracker, self.task_loss_tracker,
-                    self.distill_loss_tracker]
-        if self.compiled_metrics is not None:
-            trackers += self.compiled_metrics.metrics
-        return trackers
+        return [self.total_loss_tracker, self.task_loss_tracker,
+                self.distill_loss_tracker] + self._compiled_metrics()
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -124,23 +138,47 @@ class CodistillModel(keras.Model):
         return tf.where(on, self.distill_weight, 0.0)
 
     def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._keras.utils.unpack_x_y_sample_weight(data)
         models = [self.student] + self.co_trained
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=self.noise_scale is not None) as tape:
             outputs = [tf.cast(model(x, training=True), tf.float32) for model in models]
             distills = self._distill_terms(x, outputs, sample_weight)
             per_model = [self._model_losses(i, outputs, distills[i], y, sample_weight)
                          for i in range(len(models))]
             objective = tf.add_n([total for total, _, _ in per_model])
             objective /= tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self._scale_loss(objective)
         variables = [v for model in models for v in model.trainable_variables]
-        self.optimizer.minimize(objective, variables, tape=tape)
+        grads = self._unscale_gradients(tape.gradient(scaled, variables))
+        self._apply_gradients(grads, variables, tape, scaled, outputs[0], x)
         total, task, distill = per_model[0]
         self.total_loss_tracker.update_state(total)
         self.task_loss_tracker.update_state(task)
         self.distill_loss_tracker.update_state(distill)
-        self.compiled_metrics.update_state(y, outputs[0], sample_weight)
-        return {m.name: m.result() for m in self.metrics}
+        self._update_compiled_metrics(y, outputs[0], sample_weight)
+        logs = _results(self.metrics)
+        if self.noise_scale is not None:
+            logs.update(self.noise_scale.result())
+        return logs
+
+    def _apply_gradients(self, grads, variables, tape, scaled, student_logits, x):
+        """The optimizer's update; with noise-scale telemetry the all-reduce is done here, so
+        that the replicas' own gradients are measured before it."""
+        if self.noise_scale is None:
+            self.optimizer.apply_gradients(zip(grads, variables))
+            return
+        student = self.student.trainable_variables
+
+        def half_difference():  # d = (G_A - G_B) / 2 of the student, one more backward pass
+            cotangent = signed_halves(tape.gradient(scaled, student_logits))
+            return self._unscale_gradients(tape.gradient(student_logits, student,
+                                                         output_gradients=cotangent))
+
+        grads = self.noise_scale.all_reduce(grads, len(student),
+                                            tf.shape(tf.nest.flatten(x)[0])[0],
+                                            self.optimizer.iterations, half_difference)
+        self.optimizer.apply_gradients(zip(grads, variables),
+                                       experimental_aggregate_gradients=False)
 
     def _distill_terms(self, x, outputs, sample_weight):
         """The unweighted distillation loss of each trained copy, or zeros where it cannot count.
@@ -170,13 +208,12 @@ class CodistillModel(keras.Model):
         return tf.cond(counts, terms, lambda: zeros)
 
     def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._keras.utils.unpack_x_y_sample_weight(data)
         logits = tf.cast(self.student(x, training=False), tf.float32)
         task = _local_mean(self.task_loss(y, logits), sample_weight)
         self.total_loss_tracker.update_state(task)
-        self.compiled_metrics.update_state(y, logits, sample_weight)
-        evaluated = [self.total_loss_tracker] + self.compiled_metrics.metrics
-        return {m.name: m.result() for m in evaluated}
+        self._update_compiled_metrics(y, logits, sample_weight)
+        return _results([self.total_loss_tracker] + self._compiled_metrics())
 
     def _distill_loss(self, index, outputs, frozen, sample_weight):
         """The distillation loss of copy ``index`` toward the others and the frozen teachers."""
@@ -206,6 +243,18 @@ class CodistillModel(keras.Model):
                     self.regularization_schedule(self.optimizer.iterations), regularization.dtype)
             total += regularization
         return total, task, distill
+
+    def _check_flavours(self, student, teacher):
+        """Every model of the student's flavour: the flavour this class trains."""
+        expected = compat.flavour(student, "student")
+        if expected != self._flavour:
+            raise TypeError(f"student is a {expected} model; {type(self).__name__} trains "
+                            f"{self._flavour} ones: pass it to tc.CodistillModel.")
+        sources = teacher or TeacherSource()
+        for index, model in enumerate(sources.co_trained_models):
+            compat.require_flavour(model, f"peers[{index}]", expected)
+        for index, model in enumerate(sources.frozen_models):
+            compat.require_flavour(model, f"teacher[{index}]", expected)
 
     def _check_output_shapes_if_built(self):
         models = [self.student] + self.co_trained + list(self.teacher.frozen_models)
@@ -278,13 +327,55 @@ def _output_shape(model):
         return None
 
 
-def _unreduced_loss(loss):
+class CodistillModel(CodistillTraining, keras.Model):
+    __doc__ = ("Wraps a student model and a source of teacher predictions "
+               "(a tf_keras Model; a Keras 3 student gives the Keras 3 twin).\n"
+               + CodistillTraining.__doc__.split("\n", 2)[2])
+    _keras = keras
+    _flavour = compat.TF_KERAS
+
+    def __new__(cls, student=None, *args, **kwargs):
+        if cls is CodistillModel and compat.is_keras3_model(student):
+            from tf_codistill.core.keras3_model import Keras3CodistillModel
+            return Keras3CodistillModel(student, *args, **kwargs)
+        return super().__new__(cls, student, *args, **kwargs)
+
+    def _compiled_metrics(self) -> list:
+        return list(self.compiled_metrics.metrics) if self.compiled_metrics else []
+
+    def _update_compiled_metrics(self, y, logits, sample_weight):
+        self.compiled_metrics.update_state(y, logits, sample_weight)
+
+    def _scale_loss(self, loss):
+        """The loss a LossScaleOptimizer differentiates (scaled up against float16
+        underflow), else ``loss``; ``_unscale_gradients`` undoes it."""
+        if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
+            return self.optimizer.get_scaled_loss(loss)
+        return loss
+
+    def _unscale_gradients(self, gradients):
+        if isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer):
+            return self.optimizer.get_unscaled_gradients(gradients)
+        return gradients
+
+
+def _results(metrics) -> dict:
+    """Each metric's result by name; a metric holding several (Keras 3's compiled
+    metrics) gives each of its own."""
+    results = {}
+    for metric in metrics:
+        result = metric.result()
+        results.update(result if isinstance(result, dict) else {metric.name: result})
+    return results
+
+
+def _unreduced_loss(loss, loss_class):
     if isinstance(loss, str):
         raise ValueError(
             f"loss={loss!r}: pass a loss object that takes logits, e.g. "
             "keras.losses.SparseCategoricalCrossentropy(from_logits=True), or omit "
             "loss for the default of the model's output_kind.")
-    if isinstance(loss, keras.losses.Loss):
+    if isinstance(loss, loss_class):
         return loss.call
     if callable(loss):
         return loss

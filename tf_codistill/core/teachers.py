@@ -84,7 +84,7 @@ class InProcessPeers(TeacherSource):
         if not peers:
             raise ValueError("InProcessPeers needs at least one peer model.")
         for index, peer in enumerate(peers):
-            compat.require_tf_keras_model(peer, f"peers[{index}]")
+            compat.flavour(peer, f"peers[{index}]")
         self._peers = peers
 
     @property
@@ -106,8 +106,7 @@ class FixedTeacher(TeacherSource):
         if not models:
             raise ValueError("FixedTeacher needs at least one trained model.")
         for index, model in enumerate(models):
-            compat.require_tf_keras_model(
-                model, "teacher" if len(models) == 1 else f"teacher[{index}]")
+            compat.flavour(model, "teacher" if len(models) == 1 else f"teacher[{index}]")
             model.trainable = False
         self._models = models
 

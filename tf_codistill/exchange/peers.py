@@ -33,10 +33,11 @@ import tf_keras as keras
 from absl import logging
 
 from tf_codistill.exchange import snapshots
-from tf_codistill.utils.collectives import gather_ints
+from tf_codistill.core import compat
 from tf_codistill.core.carried_state import carried_state_variables
 from tf_codistill.core.step_counting import StepCountingCallback
 from tf_codistill.core.teachers import TeacherSource
+from tf_codistill.utils.collectives import gather_ints
 
 
 def exchanged_variables(model: keras.Model) -> list[tf.Variable]:
@@ -75,9 +76,14 @@ def build_teacher_copy(build_model: Callable[[], keras.Model], precision: str) -
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(TEACHER_COMPUTE_POLICY[precision])
     try:
-        return build_model()
+        copy = build_model()
     finally:
         keras.mixed_precision.set_global_policy(previous)
+    if precision != "float32" and compat.is_keras3_model(copy):
+        raise ValueError(f"teacher_precision={precision!r} builds tf_keras teacher copies; "
+                         "a Keras 3 model's peers are float32: pass "
+                         "teacher_precision='float32', or build the model with tf_keras.")
+    return copy
 
 
 def named_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
@@ -299,7 +305,7 @@ class CheckpointPeers(TeacherSource):
         expected = [(n, v.shape) for n, v in zip(exchanged_names(copy), exchanged_variables(copy))]
         snapshots.check_compatible(snapshot, expected)
         for variable, value in zip(exchanged_variables(copy), snapshot.weights):
-            variable.assign(value.astype(variable.dtype.as_numpy_dtype))
+            variable.assign(value.astype(tf.as_dtype(variable.dtype).as_numpy_dtype))
         self._available[index].assign(1.0)
         logging.info("Teacher %d now holds peer step %d (%s, read in %.2f s).",
                      index, snapshot.step, snapshot.precision, snapshot.read_seconds)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.core.step_counting import StepCountingCallback
 
 
@@ -97,11 +99,13 @@ class ProgressLogger(keras.callbacks.Callback):
                 f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
         if staleness is not None:
             line += f" teacher staleness {staleness} steps"
+        if math.isfinite(logs.get("noise_scale", math.nan)):
+            line += f" noise scale {logs['noise_scale']:,.0f} rows"
         if step < self._total_steps:
             line += f" ETA {format_duration(self.seconds_left(step))}"
         print(line, flush=True)
         if self._writer is not None:
-            self._write_scalars(step, steps * self._units_per_step / seconds)
+            self._write_scalars(step, steps * self._units_per_step / seconds, logs)
 
     def seconds_left(self, step: int) -> float:
         """The steps left at the mean pace of the loops so far, the first left out once
@@ -110,9 +114,12 @@ class ProgressLogger(keras.callbacks.Callback):
         pace = sum(seconds for _, seconds in loops) / sum(steps for steps, _ in loops)
         return max(self._total_steps - step, 0) * pace
 
-    def _write_scalars(self, step, throughput):
-        """What Keras' TensorBoard callback does not log: throughput and teacher state."""
+    def _write_scalars(self, step, throughput, logs):
+        """What Keras' TensorBoard callback does not log against the step: throughput, the
+        gradient noise scale, teacher state."""
         scalars = {f"{self._unit}_per_second": throughput}
+        scalars.update({name: logs[name] for name in NOISE_SCALE_LOGS
+                        if math.isfinite(logs.get(name, math.nan))})
         stats = self._teacher.stats()
         if stats:
             scalars.update(teacher_reloads=stats["teacher_reloads"],

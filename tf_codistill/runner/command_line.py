@@ -43,6 +43,7 @@ WIDTH = 100
 _CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:. ]+\d+ [\w./-]+:\d+\] ")
 _UNINITIALIZED_LOG = "WARNING: All log messages before absl::InitializeLog() is called"
 _NO_GPU = ("cuInit", "cuda drivers", "CUDA error")
+_CPU_FEATURES_SECOND_LINE = "To enable the following instructions:"  # after cpu_feature_guard
 
 
 class UsageError(Exception):
@@ -88,7 +89,7 @@ def prepare_process() -> None:
 
 def is_startup_noise(line: str) -> bool:
     """TensorFlow's C++ INFO and WARNING lines, absl's notice, and a missing GPU's errors."""
-    if line.startswith(_UNINITIALIZED_LOG):
+    if line.startswith((_UNINITIALIZED_LOG, _CPU_FEATURES_SECOND_LINE)):
         return True
     match = _CPP_LOG_LINE.match(line)
     if not match:

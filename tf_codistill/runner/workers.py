@@ -2,14 +2,10 @@
 
 Not to be confused with the peer groups this group distills from (``exchange``):
 these are the processes of one synchronous job. Which one is the chief, what
-each is called, what losing one looks like, and whether all see the model_dir.
+losing one looks like, and whether all see the model_dir.
 """
 
 from __future__ import annotations
-
-import json
-import os
-import tempfile
 
 import tensorflow as tf
 
@@ -40,17 +36,6 @@ def worker_lost_message(config: config_lib.RunConfig, error: Exception) -> str:
             f"the same command and TF_CONFIG to resume {resume}.")
 
 
-def worker_name(config: config_lib.RunConfig) -> str:
-    """"" for a one-process group; "<type>-<index>" from TF_CONFIG for a multi-worker one."""
-    if config.strategy != "multi_worker":
-        return ""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
-    except (json.JSONDecodeError, AttributeError):
-        return "worker-0"  # get_strategy reports the bad TF_CONFIG
-    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
-
-
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """The worker that writes what the group shares (published weights, metrics)."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -59,13 +44,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
-
-
-def writable_dir(directory: str, chief: bool) -> str:
-    """Non-chief workers write their share of a collective save to a private place."""
-    if chief:
-        return directory
-    return tempfile.mkdtemp(prefix="tf_codistill_worker_")
 
 
 def check_model_dir_shared(config: config_lib.RunConfig, strategy) -> None:

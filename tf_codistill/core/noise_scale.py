@@ -1,0 +1,161 @@
+"""The gradient noise scale B_simple (McCandlish et al. 2018, appendix A), measured in the train step.
+
+The mean gradient G_b of b examples has E|G_b|^2 = |G|^2 + tr(Sigma)/b (G the true gradient,
+Sigma the per-example gradient covariance), so squared gradient norms at two batch sizes b < B
+give unbiased estimates
+
+    |G|^2     ~ (B |G_B|^2 - b |G_b|^2) / (B - b)
+    tr(Sigma) ~ (|G_b|^2 - |G_B|^2) / (1/b - 1/B)
+
+and B_simple = tr(Sigma) / |G|^2 is the batch size past which a larger batch stops saving steps
+(S(B) = S_min (1 + B_noise / B); exact for a Hessian proportional to the identity, a proxy
+otherwise). Where the two sizes come from:
+
+- several replicas: each replica's local gradient (b = the per-replica batch, before the
+  all-reduce) and the all-reduced one (B = the global batch), every step; the local squared norms
+  travel as one scalar in the gradients' own all-reduce;
+- one replica: every ``interval`` steps, the two halves of the batch (alternate rows):
+  d = (G_A - G_B) / 2 comes from one more backward pass of the student, with the loss' gradient
+  at the logits signed +1 / -1 by row; then |G_b|^2 = |g|^2 + |d|^2 on average over the halves.
+
+Each estimate goes into its own exponential moving average (bias-corrected, like Adam's moments,
+over about ``AVERAGING_STEPS`` steps); the reported noise scale is the ratio of the averages,
+since one step's |G|^2 estimate is noisy and can be negative. Batch sizes count rows (for a
+language model, streams); multiply by the tokens of a row for tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+# Steps an exponential moving average spans (its decay is 1 - 1 / AVERAGING_STEPS a step):
+# long enough that a one-replica run measuring every 50 steps averages ~10 measurements, short
+# enough to follow the noise scale as it grows while the loss falls.
+AVERAGING_STEPS = 500
+# The train logs the measurement adds (``GradientNoiseScale.result``).
+NOISE_SCALE_LOGS = ("noise_scale", "grad_norm_sq", "grad_trace_cov")
+
+
+class GradientNoiseScale(tf.Module):
+    """Moving averages of |G|^2 and tr(Sigma), and the all-reduce that feeds them.
+
+    Create it in the strategy's scope (its variables are mirrored); call ``all_reduce`` in the
+    train step's replica context in place of the optimizer's own gradient aggregation.
+
+    Args:
+      interval: with one replica, steps between measurements from two half batches (each one
+        extra backward pass of the student); several replicas measure every step.
+    """
+
+    def __init__(self, interval: int, name: str = "gradient_noise_scale"):
+        super().__init__(name=name)
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be an integer >= 1, got {interval!r}.")
+        self.interval = interval
+        with self.name_scope:
+            self._gradient_sq = _replicated_scalar("gradient_sq")
+            self._trace = _replicated_scalar("trace_covariance")
+            self._weight = _replicated_scalar("weight")  # how much of the averages is filled
+
+    def all_reduce(self, grads, student_count: int, local_rows, step, half_difference):
+        """The gradients summed over replicas (as the optimizer would), measuring on the way.
+
+        Args:
+          grads: this replica's gradients of the objective divided by the replica count; the
+            first ``student_count`` are the student's, the only ones measured.
+          local_rows: rows of this replica's batch.
+          step: the optimizer step (for the one-replica interval).
+          half_difference: with one replica, a function returning the student's gradients
+            signed by half (d above); called every ``interval`` steps in a ``tf.cond``.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        present = [g for g in grads if g is not None]
+        if replicas > 1:
+            local = squared_norm(grads[:student_count])
+            reduced = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                         present + [replicas * local])
+            local_mean = reduced.pop()  # the replicas' mean |G_b|^2 (local grads are / R)
+            self._measure_two_sizes(local_mean, squared_norm(_student(reduced, grads,
+                                                                      student_count)),
+                                    tf.cast(local_rows, tf.float32), replicas, steps=1)
+        else:
+            reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+            self._measure_halves(grads[:student_count], local_rows, step, half_difference)
+        iterator = iter(reduced)
+        return [None if g is None else next(iterator) for g in grads]
+
+    def _measure_halves(self, student_grads, rows, step, half_difference):
+        rows = tf.cast(rows, tf.int64)
+        due = tf.logical_and(tf.equal(tf.cast(step, tf.int64) % self.interval, 0),
+                             tf.logical_and(rows >= 2, tf.equal(rows % 2, 0)))
+
+        def measure():
+            full_sq, difference_sq = squared_norm(student_grads), squared_norm(half_difference())
+            self._update(full_sq - difference_sq, tf.cast(rows, tf.float32) * difference_sq,
+                         self.interval)
+            return tf.constant(True)
+
+        tf.cond(due, measure, lambda: tf.constant(False))
+
+    def _measure_two_sizes(self, small_sq, big_sq, small_batch, replicas, steps):
+        big_batch = small_batch * replicas
+        gradient_sq = (big_batch * big_sq - small_batch * small_sq) / (big_batch - small_batch)
+        trace = (small_sq - big_sq) / (1.0 / small_batch - 1.0 / big_batch)
+        self._update(gradient_sq, trace, steps)
+
+    def _update(self, gradient_sq, trace, steps):
+        """One measurement into the averages; a non-finite one (a float16 overflow) is skipped."""
+        keep = (1.0 - 1.0 / AVERAGING_STEPS) ** steps
+        finite = tf.logical_and(tf.math.is_finite(gradient_sq), tf.math.is_finite(trace))
+        keep = tf.where(finite, keep, 1.0)
+        for variable, value in ((self._gradient_sq, gradient_sq), (self._trace, trace),
+                                (self._weight, 1.0)):
+            value = tf.where(finite, tf.cast(value, tf.float32), 0.0)
+            variable.assign(keep * variable + (1.0 - keep) * value)
+
+    def result(self) -> dict:
+        """noise_scale (B_simple, rows), grad_norm_sq (|G|^2) and grad_trace_cov (tr(Sigma) of
+        one row's gradient); NaN until measured, and noise_scale NaN while |G|^2 <= 0. Every
+        replica computes the same values (``CodistillModel`` logs the first replica's)."""
+        filled = self._weight > 0
+        gradient_sq = tf.where(filled, self._gradient_sq / self._weight, math.nan)
+        trace = tf.where(filled, self._trace / self._weight, math.nan)
+        noise = tf.where(gradient_sq > 0, trace / gradient_sq, math.nan)
+        return dict(zip(NOISE_SCALE_LOGS, (noise, gradient_sq, trace)))
+
+
+def signed_halves(values: tf.Tensor) -> tf.Tensor:
+    """``values`` (rows first) times +1 on even rows and -1 on odd ones: the cotangent at the
+    logits whose backward pass gives (G_A - G_B) / 2 for halves A, B of the batch."""
+    rows = tf.shape(values)[0]
+    signs = tf.where(tf.range(rows) % 2 == 0, 1.0, -1.0)
+    signs = tf.reshape(signs, tf.concat([[rows], tf.ones([tf.rank(values) - 1], tf.int32)], 0))
+    return values * tf.cast(signs, values.dtype)
+
+
+def squared_norm(tensors) -> tf.Tensor:
+    """Sum of squares of every (dense or IndexedSlices) tensor; sparse rows that repeat an
+    index are summed first, as the dense gradient would hold them."""
+    total = [tf.constant(0.0)]
+    for tensor in tensors:
+        if tensor is None:
+            continue
+        if isinstance(tensor, tf.IndexedSlices):
+            unique, position = tf.unique(tensor.indices)
+            tensor = tf.math.unsorted_segment_sum(tensor.values, position, tf.size(unique))
+        total.append(tf.reduce_sum(tf.square(tf.cast(tensor, tf.float32))))
+    return tf.add_n(total)
+
+
+def _student(reduced, grads, student_count):
+    """The student's entries of the reduced gradients (``reduced`` skips the Nones)."""
+    return reduced[:sum(g is not None for g in grads[:student_count])]
+
+
+def _replicated_scalar(name):
+    """A float32 scalar every replica writes alike (the first replica's write is kept)."""
+    return tf.Variable(0.0, trainable=False, name=name,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
