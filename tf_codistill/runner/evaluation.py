@@ -24,7 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tf_codistill.core.carried_state import reset_carried_state
-from tf_codistill.core.model import first_rows
+from tf_codistill.core.training import first_rows
 from tf_codistill import config as config_lib
 from tf_codistill.config import layout
 from tf_codistill import tasks
