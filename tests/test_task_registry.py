@@ -4,11 +4,10 @@ the errors that say what to fix."""
 import textwrap
 
 import pytest
-from absl import flags
 
+from tests.test_config import parse
 from tf_codistill import config as config_lib
 from tf_codistill import tasks
-from tf_codistill.runner import flags as flags_lib
 from tf_codistill.tasks.clusters import ClustersTask
 
 OWN_TASK = '''
@@ -48,13 +47,6 @@ def own_module(tmp_path, monkeypatch):
     (tmp_path / "my_tasks.py").write_text(textwrap.dedent(OWN_TASK))
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_tasks"
-
-
-def parse(*argv):
-    flag_values = flags.FlagValues()
-    flags_lib.define_flags(flag_values)
-    flag_values(["train", *argv])
-    return flags_lib.config_from_flags(flag_values)
 
 
 def test_built_in_names_resolve_to_their_classes():
