@@ -7,7 +7,7 @@ import dataclasses
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill.config import ConfigError, RunConfig, knob
+from tf_codistill.config import AT_LEAST_1, ConfigError, RunConfig, knob
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,13 @@ class InputFiles:
     train_files: tuple[str, ...] = knob((), "Training files (globs allowed).")
     eval_files: tuple[str, ...] = knob((), "Held-out files; --task=lm without them holds out "
                                        "a partition of --train_files.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRows:
+    """The data section of a task whose batches are rows of tokens (the language models)."""
+
+    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
 
 
 class Task:

@@ -18,7 +18,7 @@ from data_pipelines import hidden_markov
 from tf_codistill.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob, with_defaults
 from tf_codistill.core.losses import perplexity
 from tf_codistill.models.lstm_lm import LanguageModelConfig, LSTMArchitecture, StatefulLanguageModel
-from tf_codistill.tasks.base import Task
+from tf_codistill.tasks.base import Task, TokenRows
 
 HELD_OUT_WINDOWS = 64  # held-out batches of --eval_steps=0 ("the whole set")
 AT_LEAST_2 = Range(lambda v: v >= 2, "of at least 2")
@@ -38,18 +38,11 @@ class HiddenMarkovModelSection(with_defaults(LSTMArchitecture, embedding_dim=64,
                             "for every --seed and group.", valid=AT_LEAST_0)
 
 
-@dataclasses.dataclass(frozen=True)
-class HiddenMarkovData:
-    """How the generated streams are cut into rows."""
-
-    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
-
-
 class HiddenMarkovTask(Task):
     """B continuous streams x seq_len tokens per replica from a hidden Markov source."""
 
     ModelConfig = HiddenMarkovModelSection
-    DataConfig = HiddenMarkovData
+    DataConfig = TokenRows
     output_kind = "softmax"
     throughput_unit = "tokens"
 

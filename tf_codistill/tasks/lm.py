@@ -12,10 +12,10 @@ from data_pipelines.filters import FilterConfig
 from data_pipelines import partition, shards, wet
 from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
 from data_pipelines.training_data import build_dataset_from_shards, build_training_dataset
-from tf_codistill.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob
+from tf_codistill.config import AT_LEAST_0, ConfigError, Range, knob
 from tf_codistill.core.losses import perplexity
 from tf_codistill.models.lstm_lm import LanguageModelConfig, LSTMArchitecture, StatefulLanguageModel
-from tf_codistill.tasks.base import InputFiles, Task, expand_files
+from tf_codistill.tasks.base import InputFiles, Task, TokenRows, expand_files
 
 UNIGRAM_BATCHES = 200
 VOCAB_HINT = ("build one with `python -m tokenizer.train --input=<WET or text files> "
@@ -23,7 +23,7 @@ VOCAB_HINT = ("build one with `python -m tokenizer.train --input=<WET or text fi
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelData(InputFiles):
+class LanguageModelData(InputFiles, TokenRows):
     """Where the LM's text comes from and how it is cut into rows."""
 
     train_shards: str = knob(
@@ -31,7 +31,6 @@ class LanguageModelData(InputFiles):
         "shards of this group's partition (and evaluate on its validation shards) instead "
         "of reading --train_files.")
     vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
-    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
     min_paragraph_words: int = knob(
         0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
         "pipeline's default (30).", valid=AT_LEAST_0)
