@@ -52,7 +52,7 @@ def run(config: config_lib.RunConfig) -> dict:
         strategy = get_strategy(config.strategy, config.tpu)
     except ValueError as error:  # TF_CONFIG that does not parse
         raise config_lib.ConfigError(str(error)) from None
-    _check_fits_strategy(config, strategy)  # bad input is refused before anything is written
+    check_fits_strategy(config, strategy)  # bad input is refused before anything is written
     # The group's lease and seeds (Python, NumPy, TensorFlow) for whatever a model draws
     # without its own seed; the tasks seed their initializers and data order themselves.
     with Group.of_run(config, strategy) as group:
@@ -142,7 +142,7 @@ def _global_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _check_fits_strategy(config, strategy):
+def check_fits_strategy(config, strategy):
     """Flags that only the strategy can judge, checked before anything is written."""
     if not config.trainer.eval_steps and isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy):
