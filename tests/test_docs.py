@@ -40,7 +40,7 @@ def test_the_front_page_stays_short():
 def test_every_flag_the_pages_name_exists():
     known = _package_flags() | OTHER_TOOLS
     named = {(page.name, flag) for page in PAGES
-             for flag in re.findall(r"(?<![\w-])--(?:no)?([a-z][a-z0-9_]+)", page.read_text())}
+             for flag in re.findall(r"(?<![\w-])--([a-z][a-z0-9_]+)", page.read_text())}
     unknown = sorted((page, flag) for page, flag in named
                      if flag not in known and flag.removeprefix("no") not in known)
     assert not unknown
