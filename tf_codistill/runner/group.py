@@ -2,7 +2,7 @@
 
 A ``Group`` is what the train command runs for each group, around a model it did
 not build: your own model and ``model.fit`` get the same ``<model_dir>/group_<k>/``
-layout (``runner.layout``), the same lease (one live owner per group and worker),
+layout (``config.layout``), the same lease (one live owner per group and worker),
 resume from the last checkpoint, verified published snapshots, peers reloaded
 under the same staleness limits, seeds and telemetry::
 
@@ -13,7 +13,7 @@ under the same staleness limits, seeds and telemetry::
         group.fit(model, dataset)
 
 Settings keep the train command's names, defaults and valid ranges (their
-definitions live in ``runner.config``).
+definitions live in ``tf_codistill.config``).
 """
 
 from __future__ import annotations
@@ -29,18 +29,21 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
+from tf_codistill import config as config_lib
+from tf_codistill.config.files import is_local
+from tf_codistill.config.layout import GroupLayout
+from tf_codistill.config.topology import peers_of
 from tf_codistill.core import compat
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
 from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                          build_teacher_copy, named_weights)
-from tf_codistill.exchange.topology import peers_of
 from tf_codistill.runner import callbacks as callbacks_lib
-from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import lease as lease_lib
-from tf_codistill.runner.layout import GroupLayout
+from tf_codistill.runner import teacher_sources
+from tf_codistill.runner.workers import is_chief
+from tf_codistill.utils import lease as lease_lib
 
 PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real model
 
@@ -96,7 +99,7 @@ class Group:
         settings.update({name: getattr(config.codistill, name) for name in CODISTILL_SETTINGS})
         return cls(config.model_dir, config.group, config.num_groups,
                    train_steps=config.trainer.train_steps, strategy=strategy,
-                   publish=config.codistill.teacher == "peers", **settings)
+                   publish=teacher_sources.kind_of(config).publishes, **settings)
 
     @property
     def seed(self) -> int:
@@ -297,7 +300,7 @@ class Group:
         """The group's (and worker's) lease; None on an object store, where no file can be
         created exclusively (one owner per group is then not enforced, which is said)."""
         path = self.layout.lease(self.worker)
-        if not snapshots.is_local(path):
+        if not is_local(path):
             logging.warning("model_dir=%s is not a POSIX file system: one owner per group is "
                             "not enforced there (no lease); start each group once.",
                             self.model_dir)
@@ -341,16 +344,6 @@ def _check(group, num_groups, trainer, codistill):
         peers_of(group, num_groups, codistill.topology)
     except ValueError as error:
         raise config_lib.ConfigError(str(error)) from None
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The worker that writes what the group shares (published weights, metrics)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
 def not_writable(model_dir, error) -> config_lib.ConfigError:
