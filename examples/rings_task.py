@@ -80,4 +80,4 @@ class RingsTask(Task):
 
     def serving_model(self, student):
         """export/ serves probabilities."""
-        return keras.Sequential([student, keras.layers.Activation("sigmoid")])
+        return keras.Sequential([keras.Input((2,)), student, keras.layers.Activation("sigmoid")])
