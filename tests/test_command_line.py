@@ -81,7 +81,8 @@ def test_a_missing_flagfile_names_the_working_directory_and_the_shipped_configs(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
-    (["--model_dir=x", "--trian_steps=5"], "Unknown command line flag 'trian_steps'"),
+    (["--model_dir=x", "--trian_steps=5"],
+     "Unknown command line flag 'trian_steps' (did you mean --train_steps?)"),
     (["--model_dir=x", "--train_steps=ten"], "flag --train_steps=ten: invalid literal"),
     (["--model_dir=x", "--task=speech"], "value should be one of"),
     (["--train_steps=10"], "--model_dir is required"),
