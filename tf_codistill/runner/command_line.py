@@ -221,7 +221,7 @@ def shipped_config(path: str) -> str | None:
 
 
 def _flag_error(error: Exception) -> str:
-    message = " ".join(str(error).split())
+    message = " ".join(str(error).split()).removeprefix("ERROR:: ")
     if "Unable to open flagfile" in message:  # one named inside another flagfile
         return (f"{message}. A flagfile named inside another is read from the working "
                 f"directory, {os.getcwd()}.")
