@@ -93,7 +93,7 @@ def _check_model_flags_belong_to(task: str, model_type: type, flag_values) -> No
                       {f.name for f in config_lib.knobs(task_class(t).ModelConfig)}]
             raise config_lib.ConfigError(
                 f"--{flag.name} sets the model of --task={'|'.join(owners)}, not of "
-                f"--task={task}; drop it (see --helpfull for --task={task}'s flags).")
+                f"--task={task}; drop it (--help lists --task={task}'s flags under its model).")
 
 
 def _replaced(section, value):
