@@ -104,3 +104,34 @@ def test_the_table_1_experiment_runs_end_to_end_on_tiny_data(tmp_path):
     table = criteo_churn.format_table(results)
     assert "two-way codistilled DNN" in table and "instead of the paper's 2560-1024-256" in table
     json.dumps(results)
+
+
+def test_pairwise_churn_of_models_on_the_same_held_out_batches():
+    from types import SimpleNamespace
+
+    from tf_codistill.runner import evaluation
+
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]], np.float32)
+
+    def eval_dataset(context):
+        del context
+        return tf.data.Dataset.from_tensor_slices((features, np.zeros(4, np.int64))).batch(2)
+
+    def logits_model(kernel):
+        model = keras.Sequential([keras.layers.Dense(2, use_bias=False)])
+        model.build((None, 2))
+        model.set_weights([np.array(kernel, np.float32)])
+        return model
+
+    same = [[1.0, 0.0], [0.0, 1.0]]
+    members = [logits_model(same), logits_model(same), logits_model([[0.0, 1.0], [1.0, 0.0]])]
+    task = SimpleNamespace(output_kind="softmax", eval_dataset=eval_dataset)
+    pairs = evaluation.pairwise_churn(task, tf.distribute.get_strategy(), members)
+    assert sorted(pairs) == [(0, 1), (0, 2), (1, 2)]
+    assert pairs[0, 1] == {"mean_abs_diff": 0.0, "top1_disagreement": 0.0}
+    p = tf.nn.softmax(features).numpy()  # member 2 swaps the two logits
+    expected = np.abs(p - p[:, ::-1]).mean()
+    assert pairs[0, 2]["mean_abs_diff"] == pytest.approx(expected, rel=1e-5)
+    # rows 1, 2 and 4 have distinct logits, so the swapped model's arg-max differs there;
+    # row 3 ties (both pick class 0)
+    assert pairs[0, 2]["top1_disagreement"] == pytest.approx(0.75)

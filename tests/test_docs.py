@@ -9,7 +9,7 @@ import pytest
 from absl import flags
 
 from tests.helpers.runs import REPO
-from tf_codistill.runner import manifests
+from tf_codistill.cluster import manifests
 
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import lm, runs
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import lease as lease_lib
+from tf_codistill import config as config_lib
+from tf_codistill.utils import lease as lease_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks.clusters import ClustersModelSection
 
@@ -281,14 +281,15 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
 def test_the_launcher_says_which_groups_already_run_and_exits_2(tmp_path, capsys):
     """Group 1 is held by a live process (this one): its child exits 2 naming it, and the
     launcher says so (not "failed; rerun") while group 0 trains as usual."""
-    from tf_codistill.runner import launch, layout
+    from tf_codistill.cluster import local
+    from tf_codistill.config import layout
     config = config_lib.RunConfig(
         task="clusters", model_dir=str(tmp_path), num_groups=2,
         trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=10, eval_steps=2,
                                          train_steps=10),
         model=ClustersModelSection(hidden_units=(32,), num_classes=8))
     with lease_lib.Lease(layout.GroupLayout.of(str(tmp_path), 1).lease(""), "group 1") as held:
-        code = launch.run_local_groups(config)
+        code = local.run_local_groups(config)
     output = capsys.readouterr().out
     assert code == 2, output[-3000:]
     assert (f"group 1 of {tmp_path} is already running (group 1: {lease_lib.describe(held.record)}"
@@ -349,6 +350,7 @@ def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_p
                                                                            mirrored_strategy):
     from tf_codistill.core.carried_state import ReplicaCarriedState
     from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
+    from tf_codistill.runner.group import check_same_replicas
 
     def carried(strategy, replicas):
         with strategy.scope():
@@ -358,14 +360,13 @@ def test_a_stateful_group_resumed_on_another_number_of_replicas_is_refused(tmp_p
         return ReplicaCarriedState(model, strategy)
     one = carried(tf.distribute.get_strategy(), 1)
     path = tf.train.Checkpoint(carried_state=one.variables).write(str(tmp_path / "ckpt"))
-    config = config_lib.RunConfig(group=1)
-    assert train_lib.check_same_replicas(path, config, one)  # holds every replica's state
+    assert check_same_replicas(path, 1, one)  # holds every replica's state
     older = tf.train.Checkpoint(step=tf.Variable(3)).write(str(tmp_path / "older"))
-    assert not train_lib.check_same_replicas(older, config, one)  # from before it did
+    assert not check_same_replicas(older, 1, one)  # from before it did
     with pytest.raises(config_lib.ConfigError, match=r"group 1: .* was trained on 1 "
                        r"replica\(s\) of 4 streams each, this run has 2 of 2\..* resume "
                        r"with 1 replica\(s\)"):
-        train_lib.check_same_replicas(path, config, carried(mirrored_strategy, 2))
+        check_same_replicas(path, 1, carried(mirrored_strategy, 2))
 
 
 @pytest.mark.slow

@@ -7,34 +7,48 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
-from tf_codistill.core import schedules
+from tf_codistill.core import compat, schedules
+from tf_codistill.core.training import CodistillTraining
 
 
-def _codistill(student, teacher, **kwargs):
+# The main cases run with models of both Keras flavours: tf_keras and Keras 3.
+both_flavours = pytest.mark.parametrize("flavour", tiny.FLAVOURS)
+
+
+def _keras_of(model):
+    return tiny.keras_of("keras3" if compat.is_keras3_model(model) else "tf_keras")
+
+
+def _codistill(student, teacher, optimizer=None, **kwargs):
+    """A CodistillModel compiled with SGD(0.1), or ``optimizer(keras)``, of the student's
+    flavour."""
     model = tc.CodistillModel(student, teacher, **kwargs)
-    model.compile(keras.optimizers.SGD(0.1))
+    keras_module = _keras_of(student)
+    model.compile((optimizer or (lambda k: k.optimizers.SGD(0.1)))(keras_module))
     return model
 
 
-def _case(name):
+def _case(name, flavour="tf_keras"):
     """(model kwargs, student builder, teacher builder, data) of a named case."""
     if name == "classifier_peers":
-        return (dict(), lambda: tiny.classifier(1),
-                lambda: tc.InProcessPeers([tiny.classifier(2)]),
+        return (dict(), lambda: tiny.classifier(1, flavour=flavour),
+                lambda: tc.InProcessPeers([tiny.classifier(2, flavour=flavour)]),
                 tiny.classification_data(32))
     if name == "logistic_fixed_teacher":
         return (dict(output_kind="sigmoid", distill_loss="kl", temperature=2.0),
-                lambda: tiny.logistic(1), lambda: tc.FixedTeacher(tiny.logistic(7)),
+                lambda: tiny.logistic(1, flavour=flavour),
+                lambda: tc.FixedTeacher(tiny.logistic(7, flavour=flavour)),
                 tiny.binary_data(32))
     if name == "masked_sequence_peers":
-        return (dict(distill_loss="logit_mse"), lambda: tiny.token_tagger(1),
-                lambda: tc.InProcessPeers([tiny.token_tagger(2), tiny.token_tagger(3)]),
+        return (dict(distill_loss="logit_mse"), lambda: tiny.token_tagger(1, flavour=flavour),
+                lambda: tc.InProcessPeers([tiny.token_tagger(2, flavour=flavour),
+                                           tiny.token_tagger(3, flavour=flavour)]),
                 tiny.sequence_data(32))
     raise KeyError(name)
 
 
-def _train(strategy, case, steps=3):
-    kwargs, make_student, make_teacher, data = _case(case)
+def _train(strategy, case, steps=3, flavour="tf_keras"):
+    kwargs, make_student, make_teacher, data = _case(case, flavour)
     with strategy.scope():
         model = _codistill(make_student(), make_teacher(), burn_in_steps=1, **kwargs)
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(8).take(steps)
@@ -43,11 +57,12 @@ def _train(strategy, case, steps=3):
 
 
 @pytest.mark.slow
+@both_flavours
 @pytest.mark.parametrize("case", ["classifier_peers", "logistic_fixed_teacher",
                                   "masked_sequence_peers"])
-def test_mirrored_strategy_gives_the_single_device_update(case, mirrored_strategy):
-    single, single_history = _train(tf.distribute.get_strategy(), case)
-    replicated, replicated_history = _train(mirrored_strategy, case)
+def test_mirrored_strategy_gives_the_single_device_update(case, flavour, mirrored_strategy):
+    single, single_history = _train(tf.distribute.get_strategy(), case, flavour=flavour)
+    replicated, replicated_history = _train(mirrored_strategy, case, flavour=flavour)
     assert len(single.trainable_weights) == len(replicated.trainable_weights) > 0
     for a, b in zip(single.trainable_weights, replicated.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
@@ -56,9 +71,11 @@ def test_mirrored_strategy_gives_the_single_device_update(case, mirrored_strateg
                                    replicated_history.history[key], rtol=1e-5)
 
 
-def test_fit_reports_task_distill_and_total_loss_per_step():
+@both_flavours
+def test_fit_reports_task_distill_and_total_loss_per_step(flavour):
     x, y = tiny.classification_data(32)
-    model = _codistill(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]),
+    model = _codistill(tiny.classifier(1, flavour=flavour),
+                       tc.InProcessPeers([tiny.classifier(2, flavour=flavour)]),
                        distill_weight=0.5)
     logs = model.train_on_batch(x, y, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["task_loss"] + 0.5 * logs["distill_loss"],
@@ -68,11 +85,12 @@ def test_fit_reports_task_distill_and_total_loss_per_step():
     assert {"loss", "task_loss", "distill_loss"} <= set(history.history)
 
 
-def test_burn_in_trains_on_the_task_loss_alone_then_switches_the_term_on():
+@both_flavours
+def test_burn_in_trains_on_the_task_loss_alone_then_switches_the_term_on(flavour):
     x, y = tiny.classification_data(16)
-    plain = _codistill(tiny.classifier(1), None)
-    model = _codistill(tiny.classifier(1), tc.FixedTeacher(tiny.classifier(5)),
-                       burn_in_steps=2)
+    plain = _codistill(tiny.classifier(1, flavour=flavour), None)
+    model = _codistill(tiny.classifier(1, flavour=flavour),
+                       tc.FixedTeacher(tiny.classifier(5, flavour=flavour)), burn_in_steps=2)
     for _ in range(2):
         plain.train_on_batch(x, y)
         logs = model.train_on_batch(x, y, return_dict=True)
@@ -115,26 +133,28 @@ def test_a_regularization_schedule_scales_each_copys_weight_decay_by_step():
         tc.CodistillModel(tiny.classifier(1), regularization_schedule=0.1)
 
 
-def test_distillation_pulls_the_student_towards_the_teacher():
+@both_flavours
+def test_distillation_pulls_the_student_towards_the_teacher(flavour):
     x, y = tiny.classification_data(64)
-    teacher = tiny.classifier(9)
+    teacher = tiny.classifier(9, flavour=flavour)
     kl = tc.get_distillation_loss("kl")
     target = kl.target([teacher.predict(x, verbose=0)], [1.0])
 
     def divergence_after_training(source):
-        model = tc.CodistillModel(tiny.classifier(1), source, distill_weight=3.0)
-        model.compile(keras.optimizers.Adam(0.05))
+        model = _codistill(tiny.classifier(1, flavour=flavour), source, distill_weight=3.0,
+                           optimizer=lambda keras_module: keras_module.optimizers.Adam(0.05))
         model.fit(x, y, batch_size=16, epochs=10, verbose=0)
         return float(np.mean(kl(target, model.predict(x, verbose=0))))
 
     assert divergence_after_training(tc.FixedTeacher(teacher)) < 0.5 * divergence_after_training(None)
 
 
-def test_only_student_and_co_trained_peer_variables_change():
+@both_flavours
+def test_only_student_and_co_trained_peer_variables_change(flavour):
     x, y = tiny.classification_data(16)
-    teacher = tiny.classifier(5)
+    teacher = tiny.classifier(5, flavour=flavour)
     teacher_before = tiny.weights_of(teacher)
-    student, peer = tiny.classifier(1), tiny.classifier(2)
+    student, peer = tiny.classifier(1, flavour=flavour), tiny.classifier(2, flavour=flavour)
     student_before, peer_before = tiny.weights_of(student), tiny.weights_of(peer)
     model = _codistill(student, tc.FixedTeacher(teacher))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
@@ -146,10 +166,11 @@ def test_only_student_and_co_trained_peer_variables_change():
     assert all(not np.allclose(b, a) for b, a in zip(peer_before, peer.get_weights()))
 
 
-def test_in_process_peers_each_distill_from_the_mean_of_the_others():
+@both_flavours
+def test_in_process_peers_each_distill_from_the_mean_of_the_others(flavour):
     """With three copies, copy 0's distillation target is the mean of copies 1, 2."""
     x, y = tiny.classification_data(16)
-    copies = [tiny.classifier(s) for s in (1, 2, 3)]
+    copies = [tiny.classifier(s, flavour=flavour) for s in (1, 2, 3)]
     model = _codistill(copies[0], tc.InProcessPeers(copies[1:]), distill_loss="kl")
     probs = [tf.nn.softmax(c(x)) for c in copies]
     target = (probs[1] + probs[2]) / 2
@@ -160,10 +181,11 @@ def test_in_process_peers_each_distill_from_the_mean_of_the_others():
     assert logs["distill_loss"] == pytest.approx(expected, rel=1e-4)
 
 
-def test_a_prior_teacher_is_label_smoothing_toward_the_prior():
+@both_flavours
+def test_a_prior_teacher_is_label_smoothing_toward_the_prior(flavour):
     x, y = tiny.classification_data(16)
     prior = np.array([0.5, 0.3, 0.2])
-    student = tiny.classifier(1)
+    student = tiny.classifier(1, flavour=flavour)
     expected = np.mean(-np.sum(prior * tf.nn.log_softmax(student(x)).numpy(), axis=-1))
     model = _codistill(student, tc.PriorTeacher(prior * 10), distill_weight=0.1)
     logs = model.train_on_batch(x, y, return_dict=True)
@@ -190,27 +212,54 @@ def test_jit_compiled_train_step_matches_the_graph_step():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_predict_evaluate_and_save_use_the_student_alone(tmp_path):
+@both_flavours
+def test_predict_evaluate_and_save_use_the_student_alone(tmp_path, flavour):
     x, y = tiny.classification_data(16)
-    model = _codistill(tiny.classifier(1), tc.InProcessPeers([tiny.classifier(2)]))
+    model = _codistill(tiny.classifier(1, flavour=flavour),
+                       tc.InProcessPeers([tiny.classifier(2, flavour=flavour)]))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                model.student.predict(x, verbose=0), rtol=1e-6)
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert set(logs) == {"loss"}
+    if flavour == "keras3":  # Keras 3 saves a .keras file; SavedModels come from export
+        model.save(str(tmp_path / "student.keras"))
+        served = tiny.keras_of(flavour).models.load_model(str(tmp_path / "student.keras"))
+        np.testing.assert_allclose(served(x), model.student(x), rtol=1e-5)
+        assert len(served.weights) == len(model.student.weights)
+        return
     model.save(str(tmp_path / "export"))
     served = tf.saved_model.load(str(tmp_path / "export"))
     np.testing.assert_allclose(served(tf.constant(x)), model.student(x), rtol=1e-5)
     assert len(tf.nest.flatten(served.variables)) == len(model.student.variables)
 
 
-def test_keras3_model_is_refused_with_how_to_fix():
+def test_a_keras3_student_gets_the_keras3_twin_and_one_flavour_is_required():
     import keras as keras3
-    model3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-    with pytest.raises(TypeError, match="Keras 3 model.*tf_keras"):
-        tc.CodistillModel(model3)
-    with pytest.raises(TypeError, match="teacher is a Keras 3 model"):
-        tc.FixedTeacher(model3)
+    model = tc.CodistillModel(tiny.classifier(1, flavour="keras3"))
+    assert isinstance(model, keras3.Model) and isinstance(model, CodistillTraining)
+    assert isinstance(tc.CodistillModel(tiny.classifier(1)), keras.Model)
+    with pytest.raises(TypeError, match=r"teacher\[0\] is a Keras 3 model but the student "
+                                        r"is a tf_keras one"):
+        tc.CodistillModel(tiny.classifier(1),
+                          tc.FixedTeacher(tiny.classifier(2, flavour="keras3")))
+    with pytest.raises(TypeError, match=r"peers\[0\] is a tf_keras model but the student "
+                                        r"is a Keras 3 one"):
+        tc.CodistillModel(tiny.classifier(1, flavour="keras3"),
+                          tc.InProcessPeers([tiny.classifier(2)]))
+    with pytest.raises(TypeError, match="student must be a Keras Model"):
+        tc.CodistillModel(lambda x: x)
+
+
+@pytest.mark.parametrize("strategy", [tf.distribute.MultiWorkerMirroredStrategy,
+                                      tf.distribute.TPUStrategy])
+def test_a_keras3_model_is_refused_under_multi_worker_and_tpu(strategy, monkeypatch):
+    """Only the strategy's type is read: an unbuilt instance stands for a real one."""
+    monkeypatch.setattr(tf.distribute, "get_strategy", lambda: strategy.__new__(strategy))
+    with pytest.raises(ValueError, match=f"student is a Keras 3 model and the strategy is "
+                                         f"{strategy.__name__}.*keras-team/keras#20585.*"
+                                         f"default strategy or MirroredStrategy.*tf_keras"):
+        tc.CodistillModel(tiny.classifier(1, flavour="keras3"))
 
 
 def test_output_shapes_that_differ_are_refused():

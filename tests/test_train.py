@@ -11,9 +11,9 @@ import tensorflow as tf
 
 from tests.helpers import runs
 from tests.test_multi_worker import free_ports
-from tf_codistill.core.carried_state import ReplicaCarriedState
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
+from tf_codistill.runner.group import Group
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection
 
@@ -59,10 +59,9 @@ def test_a_restore_brings_back_weights_and_optimizer_slots(tmp_path):
     train_lib.run(config)
     served = tf.saved_model.load(str(tmp_path / "group_0" / "export"))
     task = get_task(config)
-    model, _ = train_lib._build(config, task, tf.distribute.get_strategy())
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    carried = ReplicaCarriedState(model.student, tf.distribute.get_strategy())
-    assert train_lib._restore(checkpoint, config, model.student, carried) == 20
+    group = Group.of_run(config, tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, task, group.strategy, group)
+    assert group.restore(model) == 20
     x = tf.random.normal((4, 16), seed=1)
     np.testing.assert_allclose(model.student(x), served(x), rtol=1e-5, atol=1e-6)
     model.optimizer.build(model.trainable_variables)  # slots restore when created

@@ -20,6 +20,7 @@ _EXPORTS = {
     "CheckpointPeers": "tf_codistill.exchange.peers",
     "get_distillation_loss": "tf_codistill.core.losses",
     "get_strategy": "tf_codistill.runner.strategies",
+    "Group": "tf_codistill.runner.group",
 }
 
 __all__ = sorted(_EXPORTS)

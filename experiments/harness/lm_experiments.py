@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Sequence
 
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import demo_data
+from tf_codistill import config as config_lib
+from tf_codistill.tasks import demo_corpus
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 from . import experiment_lib
 from .experiment_lib import Arm
 
@@ -57,7 +57,7 @@ def common_flags(root: str, train_steps: int, burn_in_steps: int,
     """
     flags = [f"--flagfile={flagfile}"]
     if flag_value(flags, "task", "lm") == "lm":
-        wet, vocab = corpus or demo_data.prepare(root, "", VOCAB_SIZE, CORPUS_LIBRARIES)
+        wet, vocab = corpus or demo_corpus.prepare(root, "", VOCAB_SIZE, CORPUS_LIBRARIES)
         flags += [f"--train_files={wet}", f"--vocab={vocab}"]
     return [*flags, f"--train_steps={train_steps}", f"--burn_in_steps={burn_in_steps}",
             *extra]
@@ -259,7 +259,7 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
                                 "codistilled group with its trained peers' snapshots loaded",
                       **benchmark_step_times(variants, root, timing_steps, timing_repeats,
                                              peer_snapshots=peers)}
-    parameter_bytes = _parameter_bytes(reference_dir)
+    parameter_bytes = student_parameter_bytes(reference_dir)
     summary = summarize_time_to_target(
         {label: {k: v for k, v in info.items() if k != "seeds"} for label, info in arms.items()},
         arm_curves, step_times, num_groups, target_loss, allreduce_gbps, parameter_bytes)
@@ -381,7 +381,7 @@ def _group_flag(flags: Sequence[str]) -> int:
     return int(flag_value(flags, "group", "0"))
 
 
-def _parameter_bytes(group_dir: str) -> int:
+def student_parameter_bytes(group_dir: str) -> int:
     """float32 bytes of the student's trainable weights (what an all-reduce moves)."""
     import tensorflow as tf
     reader = tf.train.load_checkpoint(evaluation.latest_checkpoint(group_dir))

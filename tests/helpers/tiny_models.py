@@ -1,18 +1,31 @@
 """Tiny models and data shared by tests and the worker processes they start."""
 
 import numpy as np
-import tf_keras as keras
+import tf_keras
 
 NUM_CLASSES = 3
 VOCAB = 13
 SEQ_LEN = 6
 
 
-def classifier(seed, width=8):
+FLAVOURS = ("tf_keras", "keras3")
+
+
+def keras_of(flavour="tf_keras"):
+    """The Keras module of a flavour: tf_keras, or Keras 3 (TensorFlow backend)."""
+    if flavour == "keras3":
+        import keras
+        return keras
+    return tf_keras
+
+
+def classifier(seed, width=8, flavour="tf_keras"):
     """A softmax classifier over 4 features, seeded for identical copies."""
+    keras = keras_of(flavour)
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
-        keras.layers.Dense(width, activation="tanh", input_shape=(4,)),
+        keras.Input((4,)),
+        keras.layers.Dense(width, activation="tanh"),
         keras.layers.Dense(NUM_CLASSES),
     ])
 
@@ -22,23 +35,27 @@ def codistilled_classifier(teacher, jit_compile=False, **model_kwargs):
     import tf_codistill as tc
 
     model = tc.CodistillModel(classifier(1), teacher, **model_kwargs)
-    model.compile(keras.optimizers.SGD(0.1), jit_compile=jit_compile)
+    model.compile(tf_keras.optimizers.SGD(0.1), jit_compile=jit_compile)
     return model
 
 
-def logistic(seed):
+def logistic(seed, flavour="tf_keras"):
+    keras = keras_of(flavour)
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
-        keras.layers.Dense(8, activation="relu", input_shape=(4,)),
+        keras.Input((4,)),
+        keras.layers.Dense(8, activation="relu"),
         keras.layers.Dense(1),
     ])
 
 
-def token_tagger(seed):
+def token_tagger(seed, flavour="tf_keras"):
     """Per-token logits over a small vocabulary: a sequence output."""
+    keras = keras_of(flavour)
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
-        keras.layers.Embedding(VOCAB, 8, input_length=SEQ_LEN),
+        keras.Input((SEQ_LEN,), dtype="int32"),
+        keras.layers.Embedding(VOCAB, 8),
         keras.layers.Dense(VOCAB),
     ])
 

@@ -72,8 +72,8 @@ def prepare_process() -> None:
     Call it before anything imports TensorFlow.
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from tf_codistill.runner.allocator import cap_malloc_arenas
-    cap_malloc_arenas()  # before TensorFlow's thread pools exist (runner/allocator.py)
+    from tf_codistill.utils.allocator import cap_malloc_arenas
+    cap_malloc_arenas()  # before TensorFlow's thread pools exist (utils/allocator.py)
     if LOG_LEVEL in os.environ:  # the user's level wins
         return
     # The level TensorFlow reads while it loads stays for the process; it is not exported,

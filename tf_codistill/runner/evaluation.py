@@ -24,22 +24,23 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tf_codistill.core.carried_state import reset_carried_state
-from tf_codistill.core.model import first_rows
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import layout
-from tf_codistill.tasks import get_task
+from tf_codistill.core.training import first_rows
+from tf_codistill import config as config_lib
+from tf_codistill.config import layout
+from tf_codistill import tasks
 
 _CHECKPOINT_NUMBER = re.compile(r"-(\d+)$")
 
 
 def load_run_config(group_dir: str) -> config_lib.RunConfig:
-    """The RunConfig a group wrote into ``<group_dir>/config.json``."""
+    """The RunConfig a group wrote into ``<group_dir>/config.json``, its task sections
+    resolved."""
     path = layout.GroupLayout(group_dir).config
     if not tf.io.gfile.exists(path):
         raise config_lib.ConfigError(
             f"{group_dir} holds no config.json: pass the directory of a trained group, "
             "e.g. <model_dir>/group_0 or <model_dir>/baseline/group_0.")
-    return config_lib.read(path)
+    return tasks.resolve(config_lib.read(path))
 
 
 def check_same_model(configs: Sequence[config_lib.RunConfig], what: str) -> None:
@@ -251,6 +252,51 @@ def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Mod
     return result
 
 
+def pairwise_churn(task, strategy: tf.distribute.Strategy, members: Sequence[keras.Model],
+                   steps: int | None = None) -> dict[tuple[int, int], dict]:
+    """Prediction churn of every pair of members on the same held-out batches (Anil et al.
+    2018, Table 1): {(i, j): {"mean_abs_diff", "top1_disagreement"}} for i < j.
+
+    ``mean_abs_diff`` is mean |p_i - p_j| over examples (tokens) and classes
+    (``churn.PredictionChurn``); ``top1_disagreement`` the share of examples whose arg-max
+    (for sigmoid outputs, side of 0.5) differs. ``steps`` batches of
+    ``task.eval_dataset`` (None: one pass); stateful members start from zero state.
+    """
+    from tf_codistill.core import churn
+
+    for member in members:
+        reset_carried_state(member)
+    pairs = [(i, j) for i in range(len(members)) for j in range(i + 1, len(members))]
+    with strategy.scope():
+        differences = {pair: churn.PredictionChurn("probabilities") for pair in pairs}
+        disagreements = {pair: keras.metrics.Mean() for pair in pairs}
+
+    def replica_step(batch):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        probabilities = [churn.to_probabilities(m(x, training=False), task.output_kind)
+                         for m in members]
+        if task.output_kind == "softmax":
+            top = [tf.argmax(p, -1) for p in probabilities]
+        else:
+            top = [p > 0.5 for p in probabilities]
+        for i, j in pairs:
+            differences[i, j].update_state(probabilities[i], probabilities[j])
+            disagreements[i, j].update_state(tf.cast(tf.not_equal(top[i], top[j]), tf.float32))
+
+    @tf.function
+    def step(batch):
+        strategy.run(replica_step, args=(batch,))
+
+    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
+    for index, batch in enumerate(dataset):
+        if steps is not None and index >= steps:
+            break
+        step(batch)
+    return {pair: {"mean_abs_diff": float(differences[pair].result()),
+                   "top1_disagreement": float(disagreements[pair].result())}
+            for pair in pairs}
+
+
 @dataclasses.dataclass
 class Evaluator:
     """Evaluates groups (alone or as ensembles) of one task on one held-out stream.
@@ -264,7 +310,7 @@ class Evaluator:
     strategy: tf.distribute.Strategy
 
     def __post_init__(self):
-        self.task = get_task(self.eval_config)
+        self.task = tasks.get_task(self.eval_config)
         self.task.check_inputs()
         self._models: list[keras.Model] = []
 
@@ -274,6 +320,14 @@ class Evaluator:
             while len(self._models) < count:
                 self._models.append(self.task.build_model(per_replica))
         return self._models[:count]
+
+    def churn(self, checkpoint_paths: Sequence[str]) -> dict[tuple[int, int], dict]:
+        """``pairwise_churn`` of these checkpoints' models."""
+        members = self._members(len(checkpoint_paths))
+        for member, path in zip(members, checkpoint_paths):
+            restore_student(member, path)
+        return pairwise_churn(self.task, self.strategy, members,
+                              self.eval_config.trainer.eval_steps or None)
 
     def loss(self, checkpoint_paths: Sequence[str]) -> float:
         """Held-out loss of the ensemble of these checkpoints (one path: one model)."""

@@ -16,9 +16,9 @@ import json
 from typing import Callable, Optional
 
 from tf_codistill.core.losses import perplexity as perplexity_of
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import layout
-from tf_codistill.runner.layout import BASELINE
+from tf_codistill import config as config_lib
+from tf_codistill.config import layout
+from tf_codistill.config.layout import BASELINE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,187 +8,100 @@ running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
-import json
 import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 
 import tensorflow as tf
 import tf_keras as keras
-from absl import logging
 
-from tf_codistill.runner import callbacks as callbacks_lib
-from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
-from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
-from tf_codistill.runner import lease as lease_lib
-from tf_codistill.runner.optimizers import make_optimizer
-from tf_codistill.exchange import snapshots
+from tf_codistill import config as config_lib
+from tf_codistill import tasks
+from tf_codistill.config.files import is_local, unique_temporary
+from tf_codistill.core.carried_state import reset_carried_state
 from tf_codistill.core.model import CodistillModel
-from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
-from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
-                                build_teacher_copy, named_weights)
 from tf_codistill.core.schedules import weight_decay_schedule
+from tf_codistill.runner import evaluation
+from tf_codistill.runner import teacher_sources
+from tf_codistill.runner import workers
+from tf_codistill.runner.group import Group, not_writable, resumed_input
+from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.runner.strategies import get_strategy
-from tf_codistill.core.teachers import FixedTeacher, PriorTeacher
-from tf_codistill.tasks import get_task
-from tf_codistill.exchange.topology import peers_of
-
-PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real model
 
 
 def run(config: config_lib.RunConfig) -> dict:
     """Trains group ``config.group`` to ``train_steps``; returns its metrics.json.
 
-    The process holds the group's lease (``runner.lease``) throughout: a second
+    The process holds the group's lease (``utils.lease``) throughout: a second
     live process for the same group and worker is refused (LeaseHeld, exit 2),
     and one whose holder died takes over. A rerun after a kill at any point
     resumes: metrics.json is written last, so a group without it retrains from
     its last checkpoint (none: from scratch) and exports and evaluates again.
     """
+    config = tasks.resolve(config)
     config_lib.check(config)
-    config = aligned_to_executions(config)
-    task = get_task(config)
+    config = config_lib.aligned_to_executions(config)
+    task = tasks.get_task(config)
     task.check_inputs()
     try:
         strategy = get_strategy(config.strategy, config.tpu)
     except ValueError as error:  # TF_CONFIG that does not parse
         raise config_lib.ConfigError(str(error)) from None
     _check_fits_strategy(config, strategy)  # bad input is refused before anything is written
-    with _group_lease(config):
+    # The group's lease and seeds (Python, NumPy, TensorFlow) for whatever a model draws
+    # without its own seed; the tasks seed their initializers and data order themselves.
+    with Group.of_run(config, strategy) as group:
         try:
-            return _run(config, task, strategy)
-        except _PEER_FAILURES as error:
+            return _run(config, task, strategy, group)
+        except workers.WORKER_FAILURES as error:
             if config.strategy != "multi_worker":
                 raise
-            raise WorkerLostError(_worker_lost_message(config, error)) from None
+            raise workers.WorkerLostError(workers.worker_lost_message(config, error)) from None
 
 
-@contextlib.contextmanager
-def _group_lease(config):
-    """Holds the group's (and worker's) lease; on an object store, where no file can be
-    created exclusively, says that one owner per group is not enforced there."""
-    worker = _worker_name(config)
-    path = config.layout.lease(worker)
-    if not snapshots.is_local(path):
-        logging.warning("--model_dir=%s is not a POSIX file system: one owner per group is "
-                        "not enforced there (no lease); start each group once.",
-                        config.model_dir)
-        yield
-        return
-    try:
-        lease = lease_lib.Lease(path, f"group {config.group}" + (f" {worker}" if worker else ""))
-        lease.acquire()
-    except OSError as error:
-        raise _not_writable(config, error) from None
-    try:
-        yield
-    finally:
-        lease.release()
-
-
-class WorkerLostError(RuntimeError):
-    """Another worker of this multi-worker group died or stopped answering."""
-
-
-# What a collective raises on the other workers when one worker of the group is gone: the
-# connection resets (killed process), or the coordination service misses its heartbeats
-# (frozen or unreachable host, within its heartbeat timeout, 10 s by default).
-_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                  tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-def _worker_lost_message(config, error) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    cause = next((" ".join(lines[i:i + 2]) for i, line in enumerate(lines)
-                  if "aborted by" in line), lines[-1] if lines else type(error).__name__)
-    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
-    resume = (f"from its last checkpoint, step {latest.rsplit('-', 1)[1]}" if latest
-              else "from scratch (no checkpoint yet)")
-    return (f"group {config.group} lost a worker ({type(error).__name__}: {cause}). Every "
-            f"worker of a multi_worker group stops; rerun all of the group's workers with "
-            f"the same command and TF_CONFIG to resume {resume}.")
-
-
-def _worker_name(config) -> str:
-    """"" for a one-process group; "<type>-<index>" from TF_CONFIG for a multi-worker one."""
-    if config.strategy != "multi_worker":
-        return ""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
-    except (json.JSONDecodeError, AttributeError):
-        return "worker-0"  # get_strategy reports the bad TF_CONFIG
-    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
-
-
-def _run(config: config_lib.RunConfig, task, strategy) -> dict:
-    chief = is_chief(strategy)
-    if chief:
+def _run(config: config_lib.RunConfig, task, strategy, group: Group) -> dict:
+    if group.chief:
         _write_config(config)
-    cluster.check_model_dir_shared(config, strategy)
-    # Global seeds for whatever a model draws without its own seed (dropout, unseeded
-    # initializers); the tasks seed their initializers and data order themselves.
-    keras.utils.set_random_seed(config.init_seed)
-    model, peers = _build(config, task, strategy)
-    try:
-        carried = ReplicaCarriedState(model.student, strategy)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                         carried_state=carried.variables)
-        manager = tf.train.CheckpointManager(
-            checkpoint, _writable_dir(config.layout.checkpoints, chief),
-            max_to_keep=config.trainer.keep_checkpoints or None)
-        start_step = _restore(checkpoint, config, model.student, carried)
-        if start_step >= config.trainer.train_steps:
-            _publish_last_step_if_owed(config, task, strategy, model, chief, start_step)
-        finished = _finished_metrics(config, start_step)
-        if finished is not None:
-            return finished
-        train_logs, seconds = _train(config, task, strategy, model, manager, chief, start_step,
-                                     carried)
-        if start_step >= config.trainer.train_steps:
-            _build_restored(task, strategy, model)
-        _export(config, task.serving_model(model.student), chief)
-        eval_logs = _evaluate(config, task, strategy, model)
-        agreement = evaluation.teacher_agreement(task, strategy, model.student, model.teacher,
-                                                 config.trainer.eval_steps or None,
-                                                 rows=model.distill_rows)
-    finally:
-        if peers is not None:
-            peers.close()
-    metrics = _metrics(config, model, train_logs, eval_logs, seconds)
+    workers.check_model_dir_shared(config, strategy)
+    model, _ = build(config, task, strategy, group)
+    start_step = group.restore(model)
+    if start_step >= config.trainer.train_steps:
+        group.publish_last_step_if_owed(model, start_step,
+                                        lambda: _build_restored(task, strategy, model))
+    finished = group.finished_metrics(start_step)
+    if finished is not None:
+        return finished
+    train_logs, seconds = _train(config, task, strategy, model, group, start_step)
+    if start_step >= config.trainer.train_steps:
+        _build_restored(task, strategy, model)
+    _export(config, task.serving_model(model.student), group.chief)
+    eval_logs = _evaluate(config, task, strategy, model)
+    agreement = evaluation.teacher_agreement(task, strategy, model.student, model.teacher,
+                                             config.trainer.eval_steps or None,
+                                             rows=model.distill_rows)
+    metrics = _metrics(group, model, train_logs, eval_logs, seconds)
     metrics["input"] = task.input_stats()
     metrics.update(agreement)
-    if chief:
+    if group.chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
 
 
-def _build(config, task, strategy):
-    """The compiled CodistillModel, built in the strategy's scope, and its checkpoint peers.
-
-    The student's teacher is the peer groups; with --teacher=uniform|unigram a
-    fixed prior (the label-smoothing baselines); with --teacher=ensemble the
-    trained groups of --teacher_dirs (two-phase distillation). peers is None
-    without peer groups.
-    """
+def build(config, task, strategy, group: Group | None = None):
+    """The compiled CodistillModel, built in the strategy's scope, and its teacher source
+    (``runner.teacher_sources``: what --teacher names; the peers come from ``group``,
+    by default the one ``config`` describes, which closes them)."""
+    config = tasks.resolve(config)
     per_replica_batch = _per_replica_batch(config, strategy)
     distill_rows = config.codistill.distill_rows(per_replica_batch)
     teacher_batch = distill_rows or per_replica_batch
+    group = group or Group.of_run(config, strategy)
     with strategy.scope(), _global_policy(config.trainer.mixed_precision):
         student = task.build_model(per_replica_batch)
-        if config.codistill.teacher == "peers":
-            teacher = peers = _checkpoint_peers(config, task, teacher_batch)
-        elif config.codistill.teacher == "ensemble":
-            teacher, peers = _ensemble_teacher(config, task, teacher_batch), None
-        else:
-            teacher, peers = PriorTeacher(task.label_prior(config.codistill.teacher)), None
+        teacher = teacher_sources.build(config, task, teacher_batch, group)
         model = CodistillModel(
             student, teacher, output_kind=task.output_kind,
             distill_loss=config.codistill.distill_loss,
@@ -201,33 +114,10 @@ def _build(config, task, strategy):
         optimizer = make_optimizer(config.trainer, task.learning_rate())
         if config.trainer.mixed_precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-        model.compile(optimizer, metrics=task.metrics(), jit_compile=config.trainer.jit_compile,
+        model.compile(optimizer, loss=task.loss(), metrics=task.metrics(),
+                      jit_compile=config.trainer.jit_compile,
                       steps_per_execution=config.trainer.steps_per_execution)
-    return model, peers
-
-
-def aligned_to_executions(config):
-    """The config with its intervals rounded up to multiples of --steps_per_execution.
-
-    Checkpoints, publishes and reloads happen between device calls of K steps,
-    so their intervals must be multiples of K; each rounding is printed.
-    """
-    k = config.trainer.steps_per_execution
-    if k == 1:
-        return config
-
-    def rounded(name, value):
-        up = -(-value // k) * k
-        if up != value:
-            print(f"group {config.group}: --{name}={value} is not a multiple of "
-                  f"--steps_per_execution={k}; using {up}", flush=True)
-        return up
-
-    trainer = dataclasses.replace(
-        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
-    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
-        "reload_interval", config.codistill.reload_interval))
-    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
+    return model, model.teacher
 
 
 def _write_config(config):
@@ -235,16 +125,7 @@ def _write_config(config):
     try:
         config_lib.write_or_check(config)
     except tf.errors.OpError as error:
-        raise _not_writable(config, error) from None
-
-
-def _not_writable(config, error) -> config_lib.ConfigError:
-    detail = getattr(error, "message", None) or str(error)
-    return config_lib.ConfigError(
-        f"--model_dir={config.model_dir} is not writable from {socket.gethostname()} "
-        f"({type(error).__name__}: {detail}); every group's chief writes there, so "
-        "pass a directory every process can write: a shared file system or a bucket "
-        "(gs://...).")
+        raise not_writable(config.model_dir, error) from None
 
 
 @contextlib.contextmanager
@@ -256,27 +137,6 @@ def _global_policy(name):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
-
-
-def _finished_metrics(config, start_step):
-    """The saved metrics of a group that already trained all its steps, else None."""
-    path = config.layout.metrics
-    if start_step < config.trainer.train_steps or not tf.io.gfile.exists(path):
-        return None
-    print(f"group {config.group}: already finished at step {start_step}; metrics in {path}",
-          flush=True)
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The worker that writes what the group shares (published weights, metrics)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
 def _check_fits_strategy(config, strategy):
@@ -310,173 +170,28 @@ def _steps_per_loop(config):
     return min(config.trainer.steps_per_loop, config.trainer.train_steps)
 
 
-def _checkpoint_peers(config, task, teacher_batch):
-    groups = peers_of(config.group, config.num_groups, config.codistill.topology)
-    if not groups:
-        return None
-    directories = [layout.GroupLayout.of(config.model_dir, g).published for g in groups]
-    precision = config.codistill.teacher_precision
-    return CheckpointPeers(directories,
-                           lambda: build_teacher_copy(lambda: task.build_model(teacher_batch),
-                                                      precision),
-                           reload_interval=config.codistill.reload_interval,
-                           reload_offset=config.codistill.reload_offset,
-                           poll_interval_s=PEER_POLL_INTERVAL_S,
-                           staleness_warning_s=config.codistill.staleness_warning_s,
-                           max_staleness=config.codistill.teacher_staleness_limit,
-                           final_step=config.trainer.train_steps)
-
-
-def _ensemble_teacher(config, task, teacher_batch):
-    """The frozen ensemble of already trained groups: phase two of two-phase distillation."""
-    directories = config.codistill.teacher_dirs
-    configs = [evaluation.load_run_config(directory) for directory in directories]
-    evaluation.check_same_model([config, *configs], "--teacher_dirs")
-    models = []
-    for directory in directories:
-        model = task.build_model(teacher_batch)
-        evaluation.restore_student(model, evaluation.latest_checkpoint(directory))
-        models.append(model)
-    return FixedTeacher(models)
-
-
-def _writable_dir(directory, chief):
-    """Non-chief workers write their share of a collective save to a private place."""
-    if chief:
-        return directory
-    return tempfile.mkdtemp(prefix="tf_codistill_worker_")
-
-
-def _restore(checkpoint, config, student, carried):
-    """Restores the group's newest checkpoint on every worker; returns its step.
-
-    Non-chief workers save to private directories but restore from the chief's,
-    so a resumed multi-worker group starts from one state. The training input
-    resumes where the checkpoint left it (``_resumed_input``), and so does every
-    replica's carried LM state (``carried``: saved whole, given back per replica).
-    A checkpoint written before it held every replica's state keeps the state it
-    has with one replica (the first replica's is all there is) and restarts it from
-    zero with several.
-    """
-    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
-    if latest is None:
-        logging.info("Group %d starts from scratch in %s.", config.group, config.group_dir)
-        return 0
-    whole = check_same_replicas(latest, config, carried)
-    evaluation.restore_checkpoint(checkpoint, latest, student,
-                                  "The model_dir holds a run of a different model; pass a new "
-                                  "--model_dir.", keep_carried_state=True)
-    if whole:
-        carried.scatter()
-    elif len(carried.variables) and carried.variables[0].shape[0] > 1:
-        reset_carried_state(student)
-    step = int(checkpoint.optimizer.iterations.numpy())
-    print(f"group {config.group}: resuming from step {step} ({latest})", flush=True)
-    return step
-
-
-def check_same_replicas(path, config, carried):
-    """A model that carries state splits its streams, and their state, per replica: a
-    resume with another number of replicas would give each replica other streams' state
-    (and read other streams), so it is refused, naming both counts. Returns whether the
-    checkpoint holds every replica's state."""
-    if not carried.variables:
-        return False
-    shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-    saved = next((shape for name, shape in shapes.items()
-                  if name.startswith("carried_state/0/")), None)
-    mine = carried.variables[0].shape.as_list()
-    if saved is not None and list(saved) != mine:
-        raise config_lib.ConfigError(
-            f"group {config.group}: {path} was trained on {saved[0]} replica(s) of "
-            f"{saved[1]} streams each, this run has {mine[0]} of {mine[1]}. A stateful "
-            f"model's streams and carried state are split per replica: resume with "
-            f"{saved[0]} replica(s) (the --strategy and devices of that run), or pass a new "
-            "--model_dir.")
-    return saved is not None
-
-
-def _resumed_input(task, start_step):
-    """The task's training input with the batches of the first ``start_step`` steps
-    skipped: a resumed group reads on where it stopped. Where the order is fixed by the
-    seed (LM, Criteo, clusters) these are the same batches, token for token, as an
-    uninterrupted run; ImageNet's crops and flips are not seeded, so only its position
-    is. Each step takes one element per local replica from each input pipeline. The
-    skipped elements are produced and dropped (the LM re-reads and re-tokenizes its
+def _train(config, task, strategy, model, group, start_step):
+    """Fits the group from ``start_step`` to --train_steps; returns its last logs and the
+    seconds it took. A resumed group reads its input on where it stopped: where the order
+    is fixed by the seed (LM, Criteo, clusters) the same batches, token for token, as an
+    uninterrupted run; ImageNet's crops and flips are not seeded, so only its position is.
+    The skipped elements are produced and dropped (the LM re-reads and re-tokenizes its
     documents up to there, ImageNet decodes its images): the cost of a recorded skip."""
-    def dataset_fn(context):
-        dataset = task.train_dataset(context)
-        if not start_step:
-            return dataset
-        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
-        return dataset.skip(start_step * local_replicas)
-    return dataset_fn
-
-
-def _train(config, task, strategy, model, manager, chief, start_step, carried):
     total = config.trainer.train_steps
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
-    if start_step % config.trainer.steps_per_execution:
-        raise config_lib.ConfigError(
-            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
-            f"--steps_per_execution={config.trainer.steps_per_execution}: device calls would "
-            "miss the reload, checkpoint and last steps; resume with a --steps_per_execution "
-            f"that divides {start_step}.")
-    dataset = strategy.distribute_datasets_from_function(_resumed_input(task, start_step))
-    publisher = None
-    if chief and _publishes(config):
-        publisher = BackgroundPublisher(_peer_publisher(config))
-    step_timer = callbacks_lib.StepTimer()
-    writer = (tf.summary.create_file_writer(config.layout.codistill_logs)
-              if chief else None)
-    progress = callbacks_lib.ProgressLogger(
-        config.group, total, task.units_per_row * config.trainer.batch_size, task.throughput_unit,
-        model.teacher, writer)
-    callbacks = [callbacks_lib.StopAtStep(total),
-                 PublishCallback(publisher, model.student, config.codistill.reload_interval),
-                 callbacks_lib.CheckpointEveryLoop(manager, carried.gather), progress, step_timer]
-    if chief:
-        callbacks.append(keras.callbacks.TensorBoard(
-            config.layout.logs, update_freq=steps_per_loop))
+    config_lib.check_resumes_between_executions(config, start_step)
+    dataset = resumed_input(task.train_dataset, start_step, strategy)
+    callbacks = group.callbacks(model, task.units_per_row * config.trainer.batch_size,
+                                task.throughput_unit)
     start = time.perf_counter()
     try:
         history = model.fit(dataset, epochs=math.ceil((total - start_step) / steps_per_loop),
                             steps_per_epoch=steps_per_loop, callbacks=callbacks, verbose=0)
     finally:
-        if publisher is not None:
-            publisher.close()
-    logs = {k: v[-1] for k, v in history.history.items()}
-    logs.update(step_timer.summary())
-    return logs, time.perf_counter() - start
-
-
-def _publishes(config) -> bool:
-    """Whether the group publishes its weights for peer groups to read."""
-    return config.num_groups > 1 and config.codistill.teacher == "peers"
-
-
-def _peer_publisher(config) -> snapshots.PeerPublisher:
-    return snapshots.PeerPublisher(config.layout.published,
-                                   precision=config.codistill.teacher_precision)
-
-
-def _publish_last_step_if_owed(config, task, strategy, model, chief, step):
-    """Publishes the restored last step if ``published/`` lacks it: a kill between the last
-    checkpoint and the final publish. Without it the peers would never see the group's
-    final weights, take it for dead and drop it past --max_teacher_staleness. Every worker
-    reads the shared manifest, so all of them build the restored student together."""
-    if not _publishes(config):
-        return
-    published = snapshots.newest_published_step(config.layout.published)
-    if published is not None and published >= step:
-        return
-    _build_restored(task, strategy, model)
-    if chief:
-        print(f"group {config.group}: publishing step {step}, which the run that trained it "
-              f"did not (newest published: {published})", flush=True)
-        _peer_publisher(config).publish(step, named_weights(model.student))
+        group.close_exchange()
+    return {k: v[-1] for k, v in history.history.items()}, time.perf_counter() - start
 
 
 def _evaluate(config, task, strategy, model):
@@ -487,39 +202,12 @@ def _evaluate(config, task, strategy, model):
     return task.summarize_eval(logs)
 
 
-def _metrics(config, model, train_logs, eval_logs, seconds):
-    metrics = {
-        "group": config.group,
-        "global_step": int(model.optimizer.iterations.numpy()),
-        "train_loss": train_logs.get("task_loss"),
-        "train_total_loss": train_logs.get("loss"),
-        "distill_loss": train_logs.get("distill_loss"),
-        "eval_loss": eval_logs.get("loss"),
-        "train_seconds": seconds,
-        "step_time_median_s": train_logs.get("step_time_median_s"),
-        "step_time_p95_s": train_logs.get("step_time_p95_s"),
-        **_noise_scale_metrics(model),
-        "teacher_reloads": 0,
-        "teacher_staleness_steps": 0,
-        "peers_dropped": 0,
-        "teacher_dropped_steps": 0,
-        "teacher_age_mean_steps": None,
-        "teacher_age_max_steps": None,
-        "peer_bytes_read": 0,
-        "reload_latency_s": None,
-        "peers": [],  # per peer: directory, step, bytes_read, snapshots_read, reload_latency_s
-    }
-    metrics.update(model.teacher.stats())
+def _metrics(group, model, train_logs, eval_logs, seconds):
+    """The group's training metrics (``Group.metrics``) and the held-out ones."""
+    metrics = group.metrics(model, train_logs, seconds)
+    metrics["eval_loss"] = eval_logs.get("loss")
     metrics.update({f"eval_{k}": v for k, v in eval_logs.items() if k != "loss"})
     return metrics
-
-
-def _noise_scale_metrics(model) -> dict:
-    """The gradient noise scale's averages at the end (None: off or not measured)."""
-    values = ({name: float(value) for name, value in model.noise_scale.result().items()}
-              if model.noise_scale is not None else {})
-    return {name: values[name] if math.isfinite(values.get(name, math.nan)) else None
-            for name in NOISE_SCALE_LOGS}
 
 
 def _build_restored(task, strategy, model):
@@ -546,14 +234,14 @@ def _export(config, model, chief):
         model.save(tempfile.mkdtemp(prefix="tf_codistill_export_"))
         return
     path = config.layout.export
-    if not snapshots.is_local(path):
+    if not is_local(path):
         if tf.io.gfile.exists(path):
             tf.io.gfile.rmtree(path)
         model.save(path)
         return
     for leftover in glob.glob(f"{path}.tmp-*") + glob.glob(f"{path}.old-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    tmp = lease_lib.unique_temporary(path)
+    tmp = unique_temporary(path)
     model.save(tmp)
     old = None
     if os.path.exists(path):

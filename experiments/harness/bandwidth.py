@@ -1,0 +1,169 @@
+"""Time to target against the bandwidth between machines: steps from curves, steps' cost from a link.
+
+Each arm's steps to the target come from the seeds' curves of a time-to-target run
+(``experiments/time_to_target.py``); what one step costs at each bandwidth comes from
+``benchmarks/interconnect.py`` on a shaped veth pair:
+
+  * sync 1x (one machine): the 1x step;
+  * sync 2x (two machines): the 1x step plus what the link adds to a two-worker step
+    (the measured all-reduce);
+  * 2-way codistillation (two machines): a codistilled group's step at that bandwidth plus
+    one snapshot exchange (publish, poll, copy across, load) every reload interval, charged
+    as if training waited for it (it runs in the background, so this is an upper bound).
+
+Spreads: steps over seeds (min/max) times step times over timing repeats (min/max).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from experiments.harness import lm_experiments
+from tf_codistill.runner import evaluation
+
+SYNC_1X = "sync SGD, batch 1x (baseline)"
+SYNC_2X = "sync SGD, batch 2x (lr x sqrt 2)"
+CODISTILL = "2-way codistillation"
+GOAL = 0.7  # codistillation's time over the best sync arm's the issue of record asks for
+
+
+def reachable_loss(curves: dict) -> float:
+    """The lowest loss every seed's curve reaches."""
+    return max(evaluation.best_loss(c) for c in curves.values())
+
+
+def steps_to(curves: dict, target: float) -> list[float | None]:
+    return [lm_experiments.reach(c, target)[1] for c in curves.values()]
+
+
+def _range(values: Sequence[float]) -> dict:
+    return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
+
+
+def arm_step_seconds(row: dict, reload_interval: int) -> dict:
+    """{arm: {min, median, max}} seconds per step at one bandwidth (interconnect summary row)."""
+    plain, codistill = row["plain_step_s"], row["codistill_step_s"]
+    exchange = row["exchange_s"] / reload_interval
+    return {SYNC_1X: dict(plain),
+            SYNC_2X: {k: plain[k] + row["allreduce_s"] for k in ("min", "median", "max")},
+            CODISTILL: {k: codistill[k] + exchange for k in ("min", "median", "max")}}
+
+
+def time_table(arm_curves: dict, link: dict, reload_interval: int,
+               target: float | None = None) -> dict:
+    """Time to ``target`` (default: the loss every seed of the 1x arm reaches) per arm and
+    bandwidth, with codistillation's ratio to the best synchronous arm at each bandwidth."""
+    target = reachable_loss(arm_curves[SYNC_1X]) if target is None else target
+    steps = {arm: steps_to(arm_curves[arm], target) for arm in (SYNC_1X, SYNC_2X, CODISTILL)}
+    rows = {}
+    for rate, link_row in link["summary"]["rows"].items():
+        per_step = arm_step_seconds(link_row, reload_interval)
+        times = {}
+        for arm, seeds in steps.items():
+            if any(s is None for s in seeds):
+                times[arm] = None
+                continue
+            s, t = _range(seeds), per_step[arm]
+            times[arm] = {"low": s["min"] * t["min"], "mid": s["mean"] * t["median"],
+                          "high": s["max"] * t["max"], "step_s": t}
+        best = min((a for a in (SYNC_1X, SYNC_2X) if times[a]), key=lambda a: times[a]["mid"])
+        mine, theirs = times[CODISTILL], times[best]
+        rows[rate] = {"times_s": times, "best_sync": best, "ratio": None if mine is None else {
+            "low": mine["low"] / theirs["high"], "mid": mine["mid"] / theirs["mid"],
+            "high": mine["high"] / theirs["low"]}}
+    return {"target_loss": target,
+            "steps": {arm: {"per_seed": s, **(_range(s) if None not in s else {})}
+                      for arm, s in steps.items()},
+            "rows": rows, "crossover_gbps": crossover(rows)}
+
+
+def _gbps(rate: str) -> float:
+    return math.inf if rate == "unshaped" else float(rate)
+
+
+def crossover(rows: dict) -> dict:
+    """Where codistillation's mid ratio to the best sync arm crosses 1.0, interpolated in
+    log bandwidth between measured links; 'below'/'above' when it stays on one side."""
+    points = sorted(((_gbps(r), row["ratio"]["mid"]) for r, row in rows.items()
+                     if row["ratio"]), key=lambda p: p[0])
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if (y0 - 1) * (y1 - 1) <= 0 and y0 != y1:
+            if math.isinf(x1):
+                return {"gbps": None, "between": [x0, "unshaped"]}
+            fraction = (y0 - 1) / (y0 - y1)
+            gbps = 10 ** (math.log10(x0) + fraction * (math.log10(x1) - math.log10(x0)))
+            return {"gbps": gbps, "between": [x0, x1]}
+    side = "wins" if points and points[-1][1] < 1 else "loses"
+    return {"gbps": None, "between": None, "codistillation": f"{side} at every bandwidth"}
+
+
+def format_table(table: dict) -> str:
+    lines = [f"time to {table['target_loss']:.4f} (s): seeds' mean steps x median step "
+             "[seeds' min x fastest repeat, max x slowest]; ratio: codistillation / the "
+             "best sync arm at that bandwidth",
+             f"{'link':>9} {'sync 1x (1 machine)':>24} {'sync 2x (2 machines)':>24} "
+             f"{'codistill (2 machines)':>24} {'best sync':>9} {'ratio':>18}"]
+    for rate, row in table["rows"].items():
+        label = "unshaped" if rate == "unshaped" else f"{rate} Gb/s"
+        cells = [_cell(row["times_s"][arm]) for arm in (SYNC_1X, SYNC_2X, CODISTILL)]
+        ratio = row["ratio"]
+        ratio_text = "-" if ratio is None else (
+            f"{ratio['mid']:.2f} [{ratio['low']:.2f}-{ratio['high']:.2f}]"
+            + (" tie" if ratio["low"] <= 1 <= ratio["high"] else ""))
+        best = "1x" if row["best_sync"] == SYNC_1X else "2x"
+        lines.append(f"{label:>9} {cells[0]:>24} {cells[1]:>24} {cells[2]:>24} {best:>9} "
+                     f"{ratio_text:>18}")
+    cross = table["crossover_gbps"]
+    if cross.get("gbps"):
+        lines.append(f"crossover (ratio 1.0): {cross['gbps']:.2g} Gb/s, between "
+                     f"{cross['between'][0]:g} and {cross['between'][1]:g} Gb/s")
+    elif cross.get("between"):
+        lines.append(f"crossover between {cross['between'][0]:g} Gb/s and the unshaped link")
+    else:
+        lines.append(f"no crossover: codistillation {cross['codistillation']}")
+    return "\n".join(lines)
+
+
+def _cell(time: dict | None) -> str:
+    if time is None:
+        return "never"
+    return f"{time['mid']:.0f} [{time['low']:.0f}-{time['high']:.0f}]"
+
+
+def plot(table: dict, path: str, title: str) -> None:
+    """Codistillation's time over the best sync arm's against bandwidth, crossover marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    rows = [(r, row["ratio"]) for r, row in table["rows"].items() if row["ratio"]]
+    shaped = sorted((float(r), q) for r, q in rows if r != "unshaped")
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    xs = [x for x, _ in shaped]
+    mids = [q["mid"] for _, q in shaped]
+    errors = [[q["mid"] - q["low"] for _, q in shaped], [q["high"] - q["mid"] for _, q in shaped]]
+    axes.errorbar(xs, mids, yerr=errors, marker="o", capsize=4,
+                  label="2-way codistillation / best sync arm (3 seeds)")
+    unshaped = dict(rows).get("unshaped")
+    if unshaped and xs:
+        x = xs[-1] * 10
+        axes.errorbar([x], [unshaped["mid"]], yerr=[[unshaped["mid"] - unshaped["low"]],
+                                                    [unshaped["high"] - unshaped["mid"]]],
+                      marker="s", color="gray", capsize=4, label="unshaped veth pair")
+        axes.set_xticks([*xs, x], [*(f"{v:g}" for v in xs), "unshaped"])
+    axes.set_xscale("log")
+    axes.axhline(1.0, color="black", linewidth=1, label="equal time")
+    axes.axhline(GOAL, color="green", linestyle=":", label=f"goal {GOAL}x")
+    cross = table["crossover_gbps"]
+    if cross.get("gbps"):
+        axes.axvline(cross["gbps"], color="red", linestyle="--",
+                     label=f"crossover {cross['gbps']:.2g} Gb/s")
+    axes.set_xlabel("link bandwidth between the two machines (Gb/s)")
+    axes.set_ylabel("time to target: codistillation / best sync")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
