@@ -182,7 +182,7 @@ def test_xla_on_several_cpu_devices_is_refused_before_anything_is_written(tmp_pa
                                   strategy="mirrored",
                                   trainer=config_lib.TrainerConfig(jit_compile=True))
     with pytest.raises(config_lib.ConfigError, match="--jit_compile with 2 CPU devices"):
-        train_lib._check_fits_strategy(config, mirrored_strategy)
+        train_lib.check_fits_strategy(config, mirrored_strategy)
     one_device = dataclasses.replace(config, strategy="default")
-    train_lib._check_fits_strategy(one_device, tf.distribute.get_strategy())
+    train_lib.check_fits_strategy(one_device, tf.distribute.get_strategy())
     assert not list(tmp_path.iterdir())

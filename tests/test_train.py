@@ -214,4 +214,6 @@ def test_two_groups_of_two_workers_on_localhost(tmp_path):
         assert m["global_step"] == 60
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 60
         assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
+        assert m["workers"] == 2 and 0 < m["allreduce_share"]
+    assert "The all-reduce between the 2 workers takes" in outputs[0]  # the closing summary
     assert max(m["teacher_reloads"] for m in metrics) >= 1

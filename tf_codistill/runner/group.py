@@ -91,6 +91,7 @@ class Group:
         self._manager = None
         self._publisher = None
         self.step_timer = callbacks_lib.StepTimer()
+        self.allreduce_timer = None
 
     @classmethod
     def of_run(cls, config: config_lib.RunConfig, strategy: tf.distribute.Strategy) -> "Group":
@@ -114,6 +115,13 @@ class Group:
         resolver = self.strategy.cluster_resolver
         return f"{getattr(resolver, 'task_type', None) or 'worker'}-" \
                f"{getattr(resolver, 'task_id', None) or 0}"
+
+    @property
+    def workers(self) -> int:
+        """The processes of the group's strategy (1 unless multi-worker)."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
 
     def __enter__(self) -> "Group":
         if not self.model_dir:
@@ -187,7 +195,8 @@ class Group:
         """The Keras callbacks of one ``fit`` after ``restore``: stop at ``train_steps``,
         publish the student every ``reload_interval`` steps (the chief, in a background
         thread), checkpoint every ``steps_per_loop`` steps, one progress line per loop
-        (``units_per_step`` of ``unit`` per step) with TensorBoard scalars, step times.
+        (``units_per_step`` of ``unit`` per step) with TensorBoard scalars, step times, and
+        with a measured noise scale and several replicas, the all-reduce timed alone.
         The peers' reload callback comes with the model (``CodistillModel.fit``)."""
         if self._manager is None:
             raise RuntimeError("Call group.restore(model) before group.callbacks(model): "
@@ -206,6 +215,9 @@ class Group:
         if self.chief:
             callbacks.append(compat.keras_of(model).callbacks.TensorBoard(
                 self.layout.logs, update_freq=self.steps_per_loop))
+        if getattr(model, "noise_scale", None) and self.strategy.num_replicas_in_sync > 1:
+            self.allreduce_timer = callbacks_lib.AllReduceTimer(self.strategy, model.noise_scale)
+            callbacks.append(self.allreduce_timer)  # last: between loops, after their timing
         return callbacks
 
     @property
@@ -255,8 +267,9 @@ class Group:
 
     def metrics(self, model, train_logs: dict, seconds: float) -> dict:
         """What metrics.json holds of the training: step, last losses, time and step times,
-        and the teacher's reloads, staleness, age and bytes read (``CheckpointPeers.stats``).
-        """
+        the gradient noise scale, the replicas and workers and the all-reduce's share of a
+        step, and the teacher's reloads, staleness, age and bytes read
+        (``CheckpointPeers.stats``)."""
         metrics = {
             "group": self.index,
             "global_step": int(model.optimizer.iterations.numpy()),
@@ -278,6 +291,10 @@ class Group:
         }
         metrics.update(self.step_timer.summary())
         metrics.update(noise_scale_metrics(model))
+        metrics.update(replicas=self.strategy.num_replicas_in_sync, workers=self.workers,
+                       allreduce_seconds_median=None, allreduce_share=None)
+        if self.allreduce_timer is not None:
+            metrics.update(self.allreduce_timer.summary(metrics["step_time_median_s"]))
         metrics.update(model.teacher.stats())
         return metrics
 

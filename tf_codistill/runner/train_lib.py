@@ -23,8 +23,10 @@ from tf_codistill import tasks
 from tf_codistill.config.files import is_local, unique_temporary
 from tf_codistill.core.carried_state import reset_carried_state
 from tf_codistill.core.model import CodistillModel
+from tf_codistill.core.noise_scale import AVERAGING_STEPS
 from tf_codistill.core.schedules import weight_decay_schedule
 from tf_codistill.runner import evaluation
+from tf_codistill.runner import scaling
 from tf_codistill.runner import teacher_sources
 from tf_codistill.runner import workers
 from tf_codistill.runner.group import Group, not_writable, resumed_input
@@ -50,7 +52,7 @@ def run(config: config_lib.RunConfig) -> dict:
         strategy = get_strategy(config.strategy, config.tpu)
     except ValueError as error:  # TF_CONFIG that does not parse
         raise config_lib.ConfigError(str(error)) from None
-    _check_fits_strategy(config, strategy)  # bad input is refused before anything is written
+    check_fits_strategy(config, strategy)  # bad input is refused before anything is written
     # The group's lease and seeds (Python, NumPy, TensorFlow) for whatever a model draws
     # without its own seed; the tasks seed their initializers and data order themselves.
     with Group.of_run(config, strategy) as group:
@@ -85,6 +87,7 @@ def _run(config: config_lib.RunConfig, task, strategy, group: Group) -> dict:
     metrics = _metrics(group, model, train_logs, eval_logs, seconds)
     metrics["input"] = task.input_stats()
     metrics.update(agreement)
+    metrics.update(_scaling_metrics(config, task, metrics))
     if group.chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
@@ -139,7 +142,7 @@ def _global_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _check_fits_strategy(config, strategy):
+def check_fits_strategy(config, strategy):
     """Flags that only the strategy can judge, checked before anything is written."""
     if not config.trainer.eval_steps and isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -208,6 +211,16 @@ def _metrics(group, model, train_logs, eval_logs, seconds):
     metrics["eval_loss"] = eval_logs.get("loss")
     metrics.update({f"eval_{k}": v for k, v in eval_logs.items() if k != "loss"})
     return metrics
+
+
+def _scaling_metrics(config, task, metrics) -> dict:
+    """The numbers the scaling advice rests on beside the group's own, and the advice
+    (``runner.scaling``)."""
+    numbers = {"batch_rows": config.trainer.batch_size, "units_per_row": task.units_per_row,
+               "throughput_unit": task.throughput_unit,
+               "noise_scale_interval": config.trainer.noise_scale_interval,
+               "noise_scale_averaging_steps": AVERAGING_STEPS}
+    return {**numbers, "scaling_advice": scaling.from_metrics({**metrics, **numbers})}
 
 
 def _build_restored(task, strategy, model):
