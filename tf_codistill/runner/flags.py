@@ -110,8 +110,8 @@ def _check_task_flags_belong_to(config: config_lib.RunConfig, flag_values) -> No
                                if flag.name in owners)
             raise config_lib.ConfigError(
                 f"--{flag.name} sets the {key} of --task={'|'.join(sorted(owners))}, not of "
-                f"--task={config.task}; drop it (see --helpfull for --task={config.task}'s "
-                "flags).")
+                f"--task={config.task}; drop it (--help lists --task={config.task}'s flags "
+                f"under its {key}).")
 
 
 def _fields_named(name: str) -> list:
