@@ -30,7 +30,16 @@ def _package_flags() -> set[str]:
     for path in REPO.rglob("*.py"):
         if "tests" not in path.parts and "runs" not in path.parts:
             defined |= set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", path.read_text()))
-    return defined | {"flagfile", "help", "helpfull", "verbosity"}
+    return defined | _own_task_flags() | {"flagfile", "help", "helpfull", "verbosity"}
+
+
+def _own_task_flags() -> set[str]:
+    """The flags docs/own-task.md's example task adds to the train command."""
+    from tf_codistill import config as config_lib
+    from tf_codistill import tasks
+    task = tasks.task_class("examples.rings_task:RingsTask")
+    return {field.name for section in (task.ModelConfig, task.DataConfig)
+            for field in config_lib.knobs(section)}
 
 
 def test_the_front_page_stays_short():

@@ -2,7 +2,7 @@ r"""Trains copies of one model that codistill: each group (a synchronous tf.dist
 adds a term pulling its predictions toward its peers' checkpoints, reloaded every
 --reload_interval steps.
 
-  python -m tf_codistill.train --flagfile=configs/demo.flags          # the demo, ~6 min on CPU
+  python -m tf_codistill.train --flagfile=configs/demo.flags          # the demo
   python -m tf_codistill.train --flagfile=configs/lm.flags --train_files='cc/*.wet.gz' \
       --vocab=cc/vocab.model --model_dir=runs/lm
 

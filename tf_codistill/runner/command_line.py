@@ -221,11 +221,13 @@ def shipped_config(path: str) -> str | None:
 
 
 def _flag_error(error: Exception) -> str:
-    message = " ".join(str(error).split())
+    message = " ".join(str(error).split()).removeprefix("ERROR:: ")
     if "Unable to open flagfile" in message:  # one named inside another flagfile
         return (f"{message}. A flagfile named inside another is read from the working "
                 f"directory, {os.getcwd()}.")
     if message.startswith("Unknown command line flag"):
+        message = re.sub(r"\. Did you mean: (.+?) ?\?$", lambda m: " (did you mean " + ", ".join(
+            f"--{name.strip()}" for name in m.group(1).split(",")) + "?)", message)
         return f"{message}; --help lists the flags."
     return message
 

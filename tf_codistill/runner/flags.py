@@ -5,7 +5,8 @@ and data sections becomes one absl flag of the same name, with the field's
 default, help text and choices. A name two tasks' sections share (``num_classes``,
 ``hidden_units``, ``train_files``, ``seq_len``) is one flag; where their defaults
 differ it defaults to unset, meaning the chosen task's own default. A task of
-one's own (``--task=package.module:Name``) takes its sections from --config or
+one's own named on the command line (``--task=package.module:Name``) gets flags for
+its sections' knobs too; named in a flagfile, its sections come from --config or
 their defaults.
 
 Each flag belongs to a section (``SECTION_TITLES``: run, trainer, codistillation, data,
@@ -15,6 +16,7 @@ and one model section per task), under which ``--help`` and ``--helpfull`` list 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 
 from absl import flags
@@ -108,8 +110,8 @@ def _check_task_flags_belong_to(config: config_lib.RunConfig, flag_values) -> No
                                if flag.name in owners)
             raise config_lib.ConfigError(
                 f"--{flag.name} sets the {key} of --task={'|'.join(sorted(owners))}, not of "
-                f"--task={config.task}; drop it (see --helpfull for --task={config.task}'s "
-                "flags).")
+                f"--task={config.task}; drop it (--help lists --task={config.task}'s flags "
+                f"under its {key}).")
 
 
 def _fields_named(name: str) -> list:
@@ -184,10 +186,11 @@ def _section_title(key: str, task: str) -> str:
 
 
 def _task_flags() -> list[_Flag]:
-    """One flag per name over the built-in tasks' model and data sections."""
+    """One flag per name over the model and data sections of the built-in tasks and of a
+    task of one's own named on the command line."""
     by_name: dict[str, list[tuple[str, _Flag]]] = {}
     for key in config_lib.TASK_SECTIONS:
-        for task in sorted(tasks.TASKS):
+        for task in sorted(tasks.TASKS) + _own_task_on_command_line():
             section = _section_class(task, key)
             for field in config_lib.knobs(section):
                 flag = _flag_of(section, field, _section_title(key, task))
@@ -205,6 +208,21 @@ def _task_flags() -> list[_Flag]:
         first.sections = tuple(dict.fromkeys(f.sections[0] for _, f in definitions))
         merged.append(first)
     return merged
+
+
+def _own_task_on_command_line(argv=None) -> list[str]:
+    """[the --task=package.module:Name given on the command line], if it resolves; [] else
+    (one that does not resolve is named when the flags are read)."""
+    argv = sys.argv[1:] if argv is None else argv
+    given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--task=")]
+    given += [value for flag, value in zip(argv, argv[1:]) if flag == "--task"]
+    if not given or ":" not in given[-1]:
+        return []
+    try:
+        tasks.task_class(given[-1])
+    except config_lib.ConfigError:
+        return []
+    return given[-1:]
 
 
 def _flag_of(section: type, field: dataclasses.Field, title: str = RUN_SECTION) -> _Flag:

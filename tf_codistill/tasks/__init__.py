@@ -67,6 +67,10 @@ def _import_task(path: str, flag_value: str) -> type[Task]:
         raise ConfigError(f"{where}: module {module_name!r} does not import ({error}); put "
                           "its directory on PYTHONPATH (or install its package) and check "
                           "the name.") from None
+    except Exception as error:  # pylint: disable=broad-except  # the module's own failure
+        raise ConfigError(f"{where}: module {module_name!r} does not import "
+                          f"({type(error).__name__}: {error}); fix what its import raises "
+                          f"(python -c 'import {module_name}' shows where).") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ConfigError(f"{where}: module {module_name!r} has no {class_name!r}; pass the "
