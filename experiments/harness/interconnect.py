@@ -123,6 +123,7 @@ class LoopTimer:
         with open(log_path, "w") as log:
             for line in process.stdout:
                 log.write(line)
+                log.flush()
                 match = PROGRESS.match(line)
                 if not match or int(match.group(1)) != self._group:
                     continue
