@@ -77,7 +77,7 @@ def _write_json(path, data):
 
 def _portable(train_flags):
     """Train flags with the repository's path dropped (another checkout measures the same)."""
-    return [flag.replace(REPO + os.sep, "").split("/configs/")[-1] for flag in train_flags]
+    return [flag.split("configs/")[-1] for flag in train_flags]
 
 
 def _merged_with_earlier(result: dict) -> dict:
