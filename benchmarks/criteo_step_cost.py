@@ -20,7 +20,7 @@ import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tf_codistill.runner.allocator import cap_malloc_arenas  # noqa: E402
+from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
 
 cap_malloc_arenas()  # as the train command does, before TensorFlow starts its threads
 
@@ -63,7 +63,7 @@ def plain(jit):
 def codistilled(peer_dir, jit, distill_rows=None):
     peers = CheckpointPeers([peer_dir], lambda: build_teacher_copy(build_dnn, "float32"),
                             poll_interval_s=3600)
-    peers._poller.poll_once()  # pylint: disable=protected-access
+    peers.poller.poll_once()
     assert peers.swap_in_new_weights(0) == 1
     model = CodistillModel(build_dnn(), peers, output_kind="sigmoid", distill_rows=distill_rows)
     model.compile(keras.optimizers.Adagrad(0.01), jit_compile=jit)

@@ -27,7 +27,7 @@ flags.DEFINE_integer("train_steps", 200, "Steps per group.")
 flags.DEFINE_integer("reload_interval", 10, "Steps between publishes and reloads.")
 flags.DEFINE_string("teacher_precision", "float32", "Published teacher precision.")
 flags.DEFINE_string("model_dir", "", "Where to run (default: a temporary directory).")
-flags.DEFINE_string("arm_flagfile", "configs/demo.flags", "Train flags of the run, relative "
+flags.DEFINE_string("arm_flagfile", "configs/demo_lm.flags", "Train flags of the run, relative "
                     "to the repository.")
 flags.DEFINE_multi_string("extra_flag", [], "Train flags added after the flagfile's.")
 

@@ -26,7 +26,7 @@ import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tf_codistill.runner.allocator import cap_malloc_arenas  # noqa: E402
+from tf_codistill.utils.allocator import cap_malloc_arenas  # noqa: E402
 
 cap_malloc_arenas()  # as the train command does, before TensorFlow starts its threads
 
@@ -42,7 +42,7 @@ from tf_codistill.exchange import snapshots  # noqa: E402
 from tf_codistill.exchange.peers import (CheckpointPeers, build_teacher_copy,  # noqa: E402
                                          named_weights)
 from lm_size import build_lm  # noqa: E402  (benchmarks/lm_size.py: the LM's size flags)
-from tf_codistill.runner.config import TrainerConfig  # noqa: E402
+from tf_codistill.config import TrainerConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 10, "Steps per timed block.")
@@ -95,7 +95,7 @@ def codistilled(peer_dir, precision, jit, burn_in_steps=0, published=True, num_p
                             poll_interval_s=3600)
     for copy in peers.frozen_models:
         copy(_zeros()[:rows])
-    peers._poller.poll_once()
+    peers.poller.poll_once()
     assert peers.swap_in_new_weights(0) == int(published) * num_peers
     model = CodistillModel(build_lm(), peers, burn_in_steps=burn_in_steps,
                            distill_rows=distill_rows, noise_scale_interval=noise_scale_interval)

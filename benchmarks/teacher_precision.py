@@ -51,7 +51,7 @@ def load_copy(directory, precision, example):
     peers = CheckpointPeers([directory], lambda: build_teacher_copy(build_lm, precision),
                             poll_interval_s=3600)
     peers.frozen_models[0](example)
-    peers._poller.poll_once()
+    peers.poller.poll_once()
     assert peers.swap_in_new_weights(0) == 1
     peers.close()
     copy = peers.frozen_models[0]

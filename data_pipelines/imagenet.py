@@ -153,13 +153,6 @@ def parse_record(record):
     return parsed["image/encoded"], parsed["image/class/label"]
 
 
-def parse_example(record, image_size: int, training: bool, num_classes: int = 1000,
-                  label_offset: int = 1):
-    """One serialized Example -> (standardized image, 0-based label)."""
-    encoded, label = parse_record(record)
-    return preprocess_example(encoded, label, image_size, training, num_classes, label_offset)
-
-
 def preprocess_example(encoded, label, image_size: int, training: bool,
                        num_classes: int = 1000, label_offset: int = 1):
     """(JPEG bytes, raw label) -> (standardized image, 0-based label), checked in range."""

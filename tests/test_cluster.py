@@ -13,8 +13,8 @@ import tensorflow as tf
 from absl import flags
 
 from tests.helpers import runs
-from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
+from tf_codistill.cluster import slurm
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
 from tf_codistill.runner import train_lib
 
@@ -31,7 +31,7 @@ def slurm_env(rank, ntasks, nodelist="localhost", tasks_per_node=None, **extra):
 
 def test_ranks_are_group_major_and_ports_follow_the_index_on_the_node():
     # 2 groups x 4 workers on 4 nodes with 2 tasks each: a group spans two nodes.
-    places = [cluster.slurm_placement(
+    places = [slurm.slurm_placement(
         2, 4, 9000, slurm_env(r, 8, "n[01-04]", "2(x4)", SLURM_LOCALID=str(r % 2)))
         for r in range(8)]
     assert [(p.group, p.worker) for p in places] == [(r // 4, r % 4) for r in range(8)]
@@ -43,7 +43,7 @@ def test_ranks_are_group_major_and_ports_follow_the_index_on_the_node():
 
 
 def test_two_groups_sharing_a_node_get_different_ports():
-    places = [cluster.slurm_placement(2, 2, 9000, slurm_env(r, 4, "gpu7")) for r in range(4)]
+    places = [slurm.slurm_placement(2, 2, 9000, slurm_env(r, 4, "gpu7")) for r in range(4)]
     addresses = [p.workers[p.worker] for p in places]
     assert addresses == ["gpu7:9000", "gpu7:9001", "gpu7:9002", "gpu7:9003"]
     assert places[2].workers == ("gpu7:9002", "gpu7:9003")
@@ -52,7 +52,7 @@ def test_two_groups_sharing_a_node_get_different_ports():
 def test_job_nodelist_and_ntasks_are_the_fallbacks():
     env = {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "a,b",
            "SLURM_TASKS_PER_NODE": "1,1"}
-    assert cluster.slurm_placement(1, 2, 9000, env).workers == ("a:9000", "b:9000")
+    assert slurm.slurm_placement(1, 2, 9000, env).workers == ("a:9000", "b:9000")
 
 
 @pytest.mark.parametrize("env, message", [
@@ -73,25 +73,25 @@ def test_a_slurm_environment_that_does_not_fit_names_the_variable(env, message):
     config = config_lib.RunConfig(task="clusters", model_dir="unused", num_groups=2,
                                   cluster="slurm", workers_per_group=2)
     with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
-        cluster.join(config, environ=env)
+        slurm.join(config, environ=env)
 
 
 def test_join_sets_the_group_the_strategy_and_the_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     config = config_lib.RunConfig(task="clusters", model_dir="unused", num_groups=2,
                                   cluster="slurm", workers_per_group=2, cluster_port_base=9100)
-    joined = cluster.join(config, environ=slurm_env(3, 4, "host"))
+    joined = slurm.join(config, environ=slurm_env(3, 4, "host"))
     assert (joined.group, joined.strategy) == (1, "multi_worker")
     assert json.loads(os.environ["TF_CONFIG"]) == {
         "cluster": {"worker": ["host:9102", "host:9103"]}, "task": {"type": "worker", "index": 1}}
     with pytest.raises(config_lib.ConfigError, match="--strategy=mirrored cannot run"):
-        cluster.join(config_lib.RunConfig(task="clusters", num_groups=2, cluster="slurm",
+        slurm.join(config_lib.RunConfig(task="clusters", num_groups=2, cluster="slurm",
                                           workers_per_group=2, strategy="mirrored"),
                      environ=slurm_env(0, 4))
 
 
 def test_hosts_without_ports_count_up_per_host():
-    assert cluster.hosts_addresses(["a", "b", "a", "c:7000"], 5000) == [
+    assert slurm.hosts_addresses(["a", "b", "a", "c:7000"], 5000) == [
         "a:5000", "b:5000", "a:5001", "c:7000"]
 
 

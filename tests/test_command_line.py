@@ -81,12 +81,13 @@ def test_a_missing_flagfile_names_the_working_directory_and_the_shipped_configs(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
-    (["--model_dir=x", "--trian_steps=5"], "Unknown command line flag 'trian_steps'"),
+    (["--model_dir=x", "--trian_steps=5"],
+     "Unknown command line flag 'trian_steps' (did you mean --train_steps?)"),
     (["--model_dir=x", "--train_steps=ten"], "flag --train_steps=ten: invalid literal"),
     (["--model_dir=x", "--task=speech"], "value should be one of"),
     (["--train_steps=10"], "--model_dir is required"),
     (["--model_dir=x", "--num_groups=0"], "--num_groups=0 is out of range; pass a value >= 1"),
-    (["--flagfile=outer.flags", "--model_dir=x"], "Unable to open flagfile"),
+    (["--flagfile=outer.flags", "--model_dir=x"], "error: Unable to open flagfile"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):
     (tmp_path / "outer.flags").write_text("--flagfile=inner.flags\n")

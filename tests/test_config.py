@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 from absl import flags
 
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
-from tf_codistill.tasks import TASKS, task_class
+from tf_codistill.tasks import TASKS, resolve, task_class
 from tf_codistill.tasks.clusters import ClustersModelSection
 from tf_codistill.tasks.lm import LanguageModelSection
 
@@ -24,6 +24,7 @@ def test_every_knob_of_every_section_is_a_flag_with_its_help():
     flags_lib.define_flags(flag_values)
     sections = [config_lib.RunConfig, *config_lib.SECTIONS.values()]
     sections += [task_class(task).ModelConfig for task in TASKS]
+    sections += [task_class(task).DataConfig for task in TASKS]
     for section in sections:
         for field in config_lib.knobs(section):
             assert field.name in flag_values, field.name
@@ -31,16 +32,17 @@ def test_every_knob_of_every_section_is_a_flag_with_its_help():
 
 
 def test_no_flags_give_the_dataclass_defaults():
-    assert parse() == config_lib.RunConfig()
+    assert parse() == resolve(config_lib.RunConfig())
     assert parse().model == LanguageModelSection()
 
 
 def test_flags_reach_their_fields_with_the_fields_types():
     config = parse("--task=clusters", "--distill_weight=0.5", "--lr_decay_boundaries=10,20",
-                   "--hidden_units=3,4", "--train_files=a.wet.gz,123")
+                   "--hidden_units=3,4")
     assert config.codistill.distill_weight == 0.5
     assert config.trainer.lr_decay_boundaries == (10, 20)
     assert config.model == ClustersModelSection(hidden_units=(3, 4))
+    config = parse("--task=criteo", "--train_files=a.wet.gz,123")
     assert config.data.train_files == ("a.wet.gz", "123")
 
 
@@ -65,6 +67,13 @@ def test_a_model_flag_of_another_task_is_refused_not_ignored():
     with pytest.raises(config_lib.ConfigError,
                        match=r"--units sets the model of --task=hmm_lm\|lm, not of --task=criteo"):
         parse("--task=criteo", "--units=512")
+
+
+def test_a_data_flag_of_another_task_is_refused_not_ignored():
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"--train_files sets the data of --task=criteo\|lm, not of "
+                             r"--task=clusters"):
+        parse("--task=clusters", "--train_files=a.tsv")
 
 
 def test_a_list_item_of_the_wrong_type_names_the_flag():
@@ -94,10 +103,10 @@ def test_resume_refuses_only_what_changes_the_checkpoints_shape(tmp_path):
     wider = dataclasses.replace(config, model=ClustersModelSection(hidden_units=(128,)))
     with pytest.raises(config_lib.ConfigError, match="different architecture"):
         config_lib.write_or_check(wider)
-    assert config_lib.read(config.layout.config) == config
+    assert resolve(config_lib.read(config.layout.config)) == config
 
 
 def test_a_saved_config_round_trips_for_every_task():
     for task in TASKS:
-        config = config_lib.RunConfig(task=task, model_dir="x")
-        assert config_lib.from_dict(config_lib.to_dict(config)) == config
+        config = resolve(config_lib.RunConfig(task=task, model_dir="x"))
+        assert resolve(config_lib.from_dict(config_lib.to_dict(config))) == config

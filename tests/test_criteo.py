@@ -11,8 +11,9 @@ import tf_keras as keras
 import tf_codistill as tc
 from data_pipelines import criteo
 from tf_codistill.models.criteo_dnn import build_criteo_dnn, criteo_metrics, serving_model
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import evaluation, train_lib
+from tf_codistill.tasks.base import InputFiles
 from tf_codistill.tasks.criteo import CriteoModelSection
 
 GOOD_LINE = "\t".join(["1", "0", "-3", "", "9"] + ["2"] * 9
@@ -210,7 +211,7 @@ def _tiny_run_config(model_dir, train, valid, **trainer):
         task="criteo", model_dir=str(model_dir),
         trainer=config_lib.TrainerConfig(**{"train_steps": 2, "batch_size": 32,
                                             "steps_per_loop": 2, "eval_steps": 1, **trainer}),
-        data=config_lib.DataConfig(train_files=(train,), eval_files=(valid,)),
+        data=InputFiles(train_files=(train,), eval_files=(valid,)),
         model=CriteoModelSection(hidden_units=(8,), hash_buckets=64, embedding_dim=2))
 
 

@@ -10,7 +10,7 @@ from tests.helpers import tiny_models as tiny
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import CheckpointPeers, named_weights
 from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 
 
@@ -127,7 +127,7 @@ def test_a_stateful_teacher_copy_of_k_rows_follows_the_first_k_streams(tmp_path)
     try:
         peers.frozen_models[0](batches[0][:2])
         peers.frozen_models[0].reset_states()
-        peers._poller.poll_once()
+        peers.poller.poll_once()
         assert peers.swap_in_new_weights(1) == 1
         model = tc.CodistillModel(StatefulLanguageModel(config, 4, seed=1), peers,
                                   distill_rows=2)

@@ -9,7 +9,7 @@ import pytest
 from absl import flags
 
 from tests.helpers.runs import REPO
-from tf_codistill.runner import manifests
+from tf_codistill.cluster import manifests
 
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
@@ -30,7 +30,16 @@ def _package_flags() -> set[str]:
     for path in REPO.rglob("*.py"):
         if "tests" not in path.parts and "runs" not in path.parts:
             defined |= set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", path.read_text()))
-    return defined | {"flagfile", "help", "helpfull", "verbosity"}
+    return defined | _own_task_flags() | {"flagfile", "help", "helpfull", "verbosity"}
+
+
+def _own_task_flags() -> set[str]:
+    """The flags docs/own-task.md's example task adds to the train command."""
+    from tf_codistill import config as config_lib
+    from tf_codistill import tasks
+    task = tasks.task_class("examples.rings_task:RingsTask")
+    return {field.name for section in (task.ModelConfig, task.DataConfig)
+            for field in config_lib.knobs(section)}
 
 
 def test_the_front_page_stays_short():
@@ -40,7 +49,7 @@ def test_the_front_page_stays_short():
 def test_every_flag_the_pages_name_exists():
     known = _package_flags() | OTHER_TOOLS
     named = {(page.name, flag) for page in PAGES
-             for flag in re.findall(r"(?<![\w-])--(?:no)?([a-z][a-z0-9_]+)", page.read_text())}
+             for flag in re.findall(r"(?<![\w-])--([a-z][a-z0-9_]+)", page.read_text())}
     unknown = sorted((page, flag) for page, flag in named
                      if flag not in known and flag.removeprefix("no") not in known)
     assert not unknown

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import lm, runs
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill import evaluate
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import train_lib

@@ -87,7 +87,7 @@ def test_a_checkpoint_without_its_manifest_entry_is_invisible(tmp_path):
 
 
 def test_manifest_is_written_after_the_checkpoint_files_it_names(tmp_path, monkeypatch):
-    real_atomic_write = snapshots._atomic_write
+    real_atomic_write = snapshots.atomic_write
     seen = []
 
     def checking_atomic_write(path, data):
@@ -98,7 +98,7 @@ def test_manifest_is_written_after_the_checkpoint_files_it_names(tmp_path, monke
         assert not os.path.exists(path) or json.loads(data) != _manifest(tmp_path)
         real_atomic_write(path, data)
 
-    monkeypatch.setattr(snapshots, "_atomic_write", checking_atomic_write)
+    monkeypatch.setattr(snapshots, "atomic_write", checking_atomic_write)
     _publish_steps(tmp_path, [1, 2, 3])
     assert "ckpt-3.index" in seen
     assert [e["step"] for e in _manifest(tmp_path)["checkpoints"]] == [3, 2]

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import lm, runs
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import lease as lease_lib
+from tf_codistill import config as config_lib
+from tf_codistill.utils import lease as lease_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks.clusters import ClustersModelSection
 
@@ -281,14 +281,15 @@ def test_a_duplicate_exits_2_naming_the_holder_and_kill_9_then_rerun_finishes(tm
 def test_the_launcher_says_which_groups_already_run_and_exits_2(tmp_path, capsys):
     """Group 1 is held by a live process (this one): its child exits 2 naming it, and the
     launcher says so (not "failed; rerun") while group 0 trains as usual."""
-    from tf_codistill.runner import launch, layout
+    from tf_codistill.cluster import local
+    from tf_codistill.config import layout
     config = config_lib.RunConfig(
         task="clusters", model_dir=str(tmp_path), num_groups=2,
         trainer=config_lib.TrainerConfig(batch_size=32, steps_per_loop=10, eval_steps=2,
                                          train_steps=10),
         model=ClustersModelSection(hidden_units=(32,), num_classes=8))
     with lease_lib.Lease(layout.GroupLayout.of(str(tmp_path), 1).lease(""), "group 1") as held:
-        code = launch.run_local_groups(config)
+        code = local.run_local_groups(config)
     output = capsys.readouterr().out
     assert code == 2, output[-3000:]
     assert (f"group 1 of {tmp_path} is already running (group 1: {lease_lib.describe(held.record)}"

@@ -15,8 +15,8 @@ from tests.helpers import runs
 from tests.helpers import tiny_models as tiny
 from tests.test_multi_worker import free_ports
 from tf_codistill.exchange.snapshots import read_latest
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import lease as lease_lib
+from tf_codistill import config as config_lib
+from tf_codistill.utils import lease as lease_lib
 
 EXAMPLE = str(runs.REPO / "examples" / "own_model.py")
 

@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import hidden_markov
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
+from tf_codistill.tasks.base import TokenRows
 from tf_codistill.tasks.hidden_markov import HiddenMarkovModelSection
 
 TINY_SOURCE = hidden_markov.SourceSpec(num_states=3, vocab_size=4, successors=2, emissions=2,
@@ -68,7 +69,7 @@ def _config(model_dir="", group=0, num_groups=1, seed=0, **model):
         task="hmm_lm", model_dir=str(model_dir), group=group, num_groups=num_groups,
         trainer=config_lib.TrainerConfig(batch_size=4, train_steps=6, steps_per_loop=3,
                                          eval_steps=3, learning_rate=0.01, seed=seed),
-        data=config_lib.DataConfig(seq_len=8),
+        data=TokenRows(seq_len=8),
         model=HiddenMarkovModelSection(**{"vocab_size": 16, "embedding_dim": 8, "units": 16,
                                           "source_states": 8, **model}))
 

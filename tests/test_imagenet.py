@@ -7,13 +7,13 @@ import tf_keras as keras
 
 import tf_codistill as tc
 from data_pipelines import imagenet
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.core import schedules
 from tf_codistill.runner import train_lib
 from tf_codistill.models.resnet import (build_image_model, build_resnet50, build_small_resnet,
                                         imagenet_metrics)
 from tf_codistill.tasks import get_task
-from tf_codistill.tasks.imagenet import ImageNetModelSection
+from tf_codistill.tasks.imagenet import ImageNetData, ImageNetModelSection
 
 NUM_CLASSES = 4
 SIZE = 32
@@ -134,7 +134,7 @@ def test_the_weight_decay_schedule_flag_reaches_the_built_model(weight_decay_sch
                                          weight_decay_schedule=weight_decay_schedule),
         model=ImageNetModelSection(image_model="small_resnet", image_size=SIZE,
                                      num_classes=NUM_CLASSES))
-    model, _ = train_lib._build(config, get_task(config), tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, get_task(config), tf.distribute.get_strategy())
     model.optimizer.iterations.assign(3)  # past the second learning-rate decay
     decay = float(tf.add_n(model.student.losses))
     logs = model.train_on_batch(tf.random.normal([4, SIZE, SIZE, 3], seed=0),
@@ -150,7 +150,7 @@ def _tfds_config(tmp_path):
         task="imagenet", model_dir=str(tmp_path / "run"),
         trainer=config_lib.TrainerConfig(train_steps=2, batch_size=4, steps_per_loop=2,
                                          eval_steps=1, optimizer="momentum", warmup_steps=1),
-        data=config_lib.DataConfig(imagenet_source="tfds", data_dir=str(tmp_path / "tfds")),
+        data=ImageNetData(imagenet_source="tfds", data_dir=str(tmp_path / "tfds")),
         model=ImageNetModelSection(image_model="small_resnet", image_size=SIZE))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from experiments.harness import interconnect, lm_experiments, netns
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 
 MISSING = netns.missing_requirements()
 needs_link = pytest.mark.skipif(

@@ -17,12 +17,12 @@ from tf_codistill.core.model import CodistillModel
 from tf_codistill.core.teachers import FixedTeacher
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import CheckpointPeers, build_teacher_copy, named_weights
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection
-from tf_codistill.tasks.imagenet import ImageNetModelSection
+from tf_codistill.tasks.imagenet import ImageNetData, ImageNetModelSection
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -75,7 +75,7 @@ def _fixed_batch_losses(config, batch, jit_compile, steps=3):
         config, trainer=dataclasses.replace(config.trainer, jit_compile=jit_compile))
     task = get_task(config)
     keras.utils.set_random_seed(0)
-    model, _ = train_lib._build(config, task, tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, task, tf.distribute.get_strategy())
     assert model._jit_compile is jit_compile
     return [model.train_on_batch(*batch, return_dict=True)["task_loss"] for _ in range(steps)]
 
@@ -89,7 +89,7 @@ def test_imagenet_trains_with_xla_like_graph_mode(tmp_path):
         task="imagenet", model_dir=str(tmp_path / "run"), trainer=config_lib.TrainerConfig(
             train_steps=3, batch_size=8, steps_per_loop=3, eval_steps=1,
             optimizer="momentum", learning_rate=0.01),
-        data=config_lib.DataConfig(data_dir=str(data)),
+        data=ImageNetData(data_dir=str(data)),
         model=ImageNetModelSection(image_model="small_resnet", image_size=32, num_classes=4))
     batch = next(iter(get_task(config).train_dataset(tf.distribute.InputContext())))
     graph = _fixed_batch_losses(config, batch, False)
@@ -134,7 +134,7 @@ def test_criteo_checkpoint_peers_teach_on_the_hashed_batch_under_xla(tmp_path):
                             lambda: build_teacher_copy(lambda: task.build_model(32), "float32"),
                             poll_interval_s=60)
     try:
-        peers._poller.poll_once()  # what the background thread does, without waiting for it
+        peers.poller.poll_once()  # what the background thread does, without waiting for it
         assert peers.swap_in_new_weights(3) == 1
         np.testing.assert_allclose(peers.frozen_models[0](features), peer_student(features),
                                    rtol=1e-6)
@@ -182,7 +182,7 @@ def test_xla_on_several_cpu_devices_is_refused_before_anything_is_written(tmp_pa
                                   strategy="mirrored",
                                   trainer=config_lib.TrainerConfig(jit_compile=True))
     with pytest.raises(config_lib.ConfigError, match="--jit_compile with 2 CPU devices"):
-        train_lib._check_fits_strategy(config, mirrored_strategy)
+        train_lib.check_fits_strategy(config, mirrored_strategy)
     one_device = dataclasses.replace(config, strategy="default")
-    train_lib._check_fits_strategy(one_device, tf.distribute.get_strategy())
+    train_lib.check_fits_strategy(one_device, tf.distribute.get_strategy())
     assert not list(tmp_path.iterdir())

@@ -12,8 +12,8 @@ import tokenizer
 from data_pipelines import wet
 from data_pipelines.filters import FilterConfig, filter_document
 from tests.helpers import lm
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import demo_data
+from tf_codistill import config as config_lib
+from tf_codistill.tasks import demo_corpus
 from tf_codistill.runner import train_lib
 
 
@@ -97,7 +97,7 @@ def test_missing_inputs_say_what_to_pass(tmp_path, corpus, data, message):
 
 def test_python_docs_become_real_english_wet_records(tmp_path):
     path = str(tmp_path / "docs.wet.gz")
-    written = demo_data.write_python_docs_wet(path)
+    written = demo_corpus.write_python_docs_wet(path)
     stats = wet.ReadStats()
     records = list(wet.read_wet_file(path, stats))
     assert written == len(records) > 100
@@ -111,22 +111,22 @@ def test_python_docs_become_real_english_wet_records(tmp_path):
 
 def test_library_docstrings_join_the_corpus_in_a_mixed_order(tmp_path):
     path = str(tmp_path / "docs.wet.gz")
-    demo_data.write_python_docs_wet(path, libraries=("absl",))
+    demo_corpus.write_python_docs_wet(path, libraries=("absl",))
     uris = [r.target_uri for r in wet.read_wet_file(path, wet.ReadStats())]
     from_absl = [i for i, uri in enumerate(uris) if "/site-packages/absl/" in uri]
     assert len(from_absl) >= 5
     # Not a curriculum: the library's documents are spread over the whole file.
     assert from_absl[0] < len(uris) / 3 and from_absl[-1] > 2 * len(uris) / 3
     again = str(tmp_path / "again.wet.gz")
-    demo_data.write_python_docs_wet(again, libraries=("absl",))
+    demo_corpus.write_python_docs_wet(again, libraries=("absl",))
     assert [r.target_uri for r in wet.read_wet_file(again, wet.ReadStats())] == uris
     with pytest.raises(ValueError, match="not installed"):
-        list(demo_data.library_documents(["no_such_package_here"]))
+        list(demo_corpus.library_documents(["no_such_package_here"]))
 
 
 def test_prose_paragraphs_join_wrapped_lines_and_drop_code():
     text = "A wrapped\nsentence here.\n\n   indented code\n\n>>> print(1)\n\nLast one."
-    assert demo_data.prose_paragraphs(text) == ["A wrapped sentence here.", "Last one."]
+    assert demo_corpus.prose_paragraphs(text) == ["A wrapped sentence here.", "Last one."]
 
 
 def _losses_and_first_weights(tmp_path, corpus, name, seed):

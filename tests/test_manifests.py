@@ -9,9 +9,9 @@ import yaml
 from absl import flags
 
 from tests.helpers import runs
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import flags as flags_lib
-from tf_codistill.runner import manifests
+from tf_codistill.cluster import manifests
 
 TRAIN = ["--task=clusters", "--batch_size=32", "--hidden_units=32", "--train_steps=500"]
 

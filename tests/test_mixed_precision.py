@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests.helpers import lm
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
 from tf_codistill.tasks.clusters import ClustersModelSection
@@ -31,7 +31,7 @@ def _finite(metrics, keys=("train_loss", "train_total_loss", "distill_loss", "ev
 def test_bfloat16_builds_16_bit_compute_over_float32_variables_and_restores_the_policy(
         tmp_path):
     config = _clusters(tmp_path, "mixed_bfloat16")
-    model, _ = train_lib._build(config, get_task(config), tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, get_task(config), tf.distribute.get_strategy())
     assert keras.mixed_precision.global_policy().name == "float32"
     assert model.student.layers[0].compute_dtype == "bfloat16"
     assert {v.dtype for v in model.student.variables} == {tf.float32}
@@ -59,7 +59,7 @@ def test_bfloat16_lm_trains_and_keeps_float32_state(tmp_path):
 def test_float16_scales_the_loss_under_mirrored_strategy(tmp_path, mirrored_strategy):
     config = _clusters(tmp_path, "mixed_float16", teacher="uniform")
     task = get_task(config)
-    model, _ = train_lib._build(config, task, mirrored_strategy)
+    model, _ = train_lib.build(config, task, mirrored_strategy)
     assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
     assert model.student.layers[0].compute_dtype == "float16"
     dataset = mirrored_strategy.distribute_datasets_from_function(task.train_dataset)
@@ -75,7 +75,7 @@ def test_float16_overflow_skips_the_step_and_lowers_the_scale(tmp_path):
     """The loss scale reaches the CodistillModel's gradients: an overflow is caught."""
     config = _clusters(tmp_path, "mixed_float16")
     task = get_task(config)
-    model, _ = train_lib._build(config, task, tf.distribute.get_strategy())
+    model, _ = train_lib.build(config, task, tf.distribute.get_strategy())
     x = np.full((32, 16), 3e4, np.float32)  # float16 activations overflow to inf
     y = np.zeros(32, np.int32)
     before = [w.copy() for w in model.student.get_weights()]

@@ -8,7 +8,7 @@ import tf_keras as keras
 import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
 from tf_codistill.core import compat, schedules
-from tf_codistill.core.model import CodistillTraining
+from tf_codistill.core.training import CodistillTraining
 
 
 # The main cases run with models of both Keras flavours: tf_keras and Keras 3.

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.snapshots import PeerPoller, PeerPublisher, read_latest
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks.clusters import ClustersModelSection
 

@@ -11,7 +11,7 @@ from tf_codistill.exchange.peers import BackgroundPublisher, CheckpointPeers, na
 
 
 def _wait_for_snapshot(peers, step):
-    peers._poller.poll_once()  # what the background thread does, without waiting for it
+    peers.poller.poll_once()  # what the background thread does, without waiting for it
     return peers.swap_in_new_weights(step)
 
 
@@ -57,7 +57,7 @@ def test_published_weights_become_the_frozen_teacher(tmp_path, flavour):
         # A newer snapshot is swapped in by the reload callback that fit adds.
         newer = tiny.classifier(8, flavour=flavour)
         snapshots.PeerPublisher(str(tmp_path / "peer")).publish(60, named_weights(newer))
-        peers._poller.poll_once()
+        peers.poller.poll_once()
         model.fit(x, y, batch_size=8, epochs=1, verbose=0)
         assert peers.stats()["peer_steps"] == {0: 60}
         for mine, theirs in zip(teacher.get_weights(), newer.get_weights()):
@@ -212,7 +212,7 @@ class _LockstepPeer(keras.callbacks.Callback):
         if self._step >= self._delay and (self._step - self._delay) % self._interval == 0 \
                 and self._step - self._delay > 0:
             self._publisher.publish(self._step - self._delay, named_weights(self._source))
-            self._peers._poller.poll_once()  # what the background thread does
+            self._peers.poller.poll_once()  # what the background thread does
 
 
 def _expected_teacher_steps(steps, interval, offset, delay):
@@ -331,14 +331,14 @@ class _SlowPeers(keras.callbacks.Callback):
         for publisher, arrivals in zip(self._publishers, self._arrivals):
             if self._step in arrivals:
                 publisher.publish(arrivals[self._step], named_weights(self._source))
-        self._peers._poller.poll_once()  # what the background thread does
+        self._peers.poller.poll_once()  # what the background thread does
 
 
 def test_the_default_staleness_limit_keeps_a_slow_peer_and_drops_a_dead_one(tmp_path):
     """Peer 0 trains 2.5x slower than the reader and its copies arrive 2 steps after they
     are written: never dropped. Peer 1 dies after its step 8: dropped 3 intervals after
     its last copy arrived."""
-    from tf_codistill.runner import config as config_lib
+    from tf_codistill import config as config_lib
     interval, steps = 4, 80
     limit = config_lib.CodistillConfig(reload_interval=interval).teacher_staleness_limit
     directories = [str(tmp_path / "slow"), str(tmp_path / "dead")]
@@ -360,3 +360,16 @@ def test_the_default_staleness_limit_keeps_a_slow_peer_and_drops_a_dead_one(tmp_
     # Peer 1's step 8 arrived at step 10 (on a step the reader looks, being behind); the
     # first step past the limit drops it.
     assert stats["teacher_dropped_steps"] == steps - (10 + limit + 1)
+
+
+def test_an_injected_poller_is_the_one_the_peers_take_snapshots_from(tmp_path):
+    snapshots.PeerPublisher(str(tmp_path / "peer")).publish(40, named_weights(tiny.classifier(7)))
+    poller = snapshots.PeerPoller([str(tmp_path / "peer")], poll_interval_s=3600)
+    peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3), poller=poller)
+    try:
+        _build(peers)
+        assert peers.poller is poller
+        poller.poll_once()
+        assert peers.swap_in_new_weights(41) == 1 and peers.peer_steps == {0: 40}
+    finally:
+        peers.close()

@@ -12,7 +12,7 @@ import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
 from tf_codistill.core.step_counting import StepCountingCallback
 from tf_codistill.runner import callbacks as callbacks_lib
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks.clusters import ClustersModelSection
 

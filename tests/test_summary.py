@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 from tf_codistill.runner import summary
 from tf_codistill.runner.callbacks import ProgressLogger, format_duration
 
@@ -64,7 +64,7 @@ def test_notes_add_their_lines_for_every_group_after_the_table():
 
 
 def test_a_run_is_read_back_from_its_groups_metrics(tmp_path):
-    from tf_codistill.runner import config as config_lib
+    from tf_codistill import config as config_lib
     config = config_lib.RunConfig(task="clusters", model_dir=str(tmp_path), num_groups=2)
     for name, loss in ((0, 1.0), (1, 2.0), ("baseline", 1.5)):
         group = _group(name, loss, str(tmp_path))

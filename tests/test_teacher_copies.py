@@ -47,7 +47,7 @@ def test_a_16_bit_teacher_copy_holds_bfloat16_weights_and_predicts_like_float32(
         copy(_tokens(0))
         source.reset_states()
         copy.reset_states()
-        peers._poller.poll_once()
+        peers.poller.poll_once()
         assert peers.swap_in_new_weights(5) == 1
         assert {v.dtype for v in exchanged_variables(copy)} == {tf.bfloat16}
         assert {v.dtype for v in copy.carried_state_variables} == {tf.float32}

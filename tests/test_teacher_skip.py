@@ -87,7 +87,7 @@ def test_a_peer_that_has_not_published_costs_no_forward_until_it_does(tmp_path):
         assert peers.frozen_models[0].built  # tracing the skipped branch built the copy
         snapshots.PeerPublisher(str(tmp_path / "peer")).publish(
             3, named_weights(tiny.classifier(7)))
-        peers._poller.poll_once()
+        peers.poller.poll_once()
         assert peers.swap_in_new_weights(3) == 1
         assert model.train_on_batch(x, y, return_dict=True)["distill_loss"] > 0
         assert int(calls.numpy()) == 1

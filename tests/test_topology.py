@@ -2,7 +2,7 @@
 
 import pytest
 
-from tf_codistill.exchange.topology import peers_of
+from tf_codistill.config.topology import peers_of
 
 
 def test_all_to_all_reads_every_other_group():

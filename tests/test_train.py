@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests.helpers import runs
 from tests.test_multi_worker import free_ports
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.runner.group import Group
 from tf_codistill.tasks import get_task
@@ -60,7 +60,7 @@ def test_a_restore_brings_back_weights_and_optimizer_slots(tmp_path):
     served = tf.saved_model.load(str(tmp_path / "group_0" / "export"))
     task = get_task(config)
     group = Group.of_run(config, tf.distribute.get_strategy())
-    model, _ = train_lib._build(config, task, group.strategy, group)
+    model, _ = train_lib.build(config, task, group.strategy, group)
     assert group.restore(model) == 20
     x = tf.random.normal((4, 16), seed=1)
     np.testing.assert_allclose(model.student(x), served(x), rtol=1e-5, atol=1e-6)
@@ -214,4 +214,6 @@ def test_two_groups_of_two_workers_on_localhost(tmp_path):
         assert m["global_step"] == 60
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 60
         assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
+        assert m["workers"] == 2 and 0 < m["allreduce_share"]
+    assert "The all-reduce between the 2 workers takes" in outputs[0]  # the closing summary
     assert max(m["teacher_reloads"] for m in metrics) >= 1

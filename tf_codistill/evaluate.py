@@ -19,8 +19,8 @@ import dataclasses  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from tf_codistill import config as config_lib  # noqa: E402
 from tf_codistill.runner import command_line  # noqa: E402
-from tf_codistill.runner import config as config_lib  # noqa: E402
 
 SECTION = "evaluate"
 FLAGS = flags.FLAGS

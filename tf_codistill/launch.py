@@ -1,4 +1,4 @@
-r"""Emits what a cluster scheduler needs to run N groups x W workers (runner/manifests.py).
+r"""Emits what a cluster scheduler needs to run N groups x W workers (cluster/manifests.py).
 
     python -m tf_codistill.launch --emit=kubeflow --num_groups=2 --workers_per_group=4 \
         --image=REGISTRY/tf_codistill:0.1 --pvc=codistill-runs --output_dir=k8s/ \
@@ -18,10 +18,10 @@ prepare_process()  # before TensorFlow loads: tf_keras, malloc arenas, a quiet s
 
 from absl import flags  # noqa: E402
 
+from tf_codistill import config as config_lib  # noqa: E402
+from tf_codistill.cluster import manifests  # noqa: E402
 from tf_codistill.runner import command_line  # noqa: E402
-from tf_codistill.runner import config as config_lib  # noqa: E402
 from tf_codistill.runner import flags as flags_lib  # noqa: E402
-from tf_codistill.runner import manifests  # noqa: E402
 
 manifests.define_flags(flags.FLAGS)
 

@@ -2,7 +2,7 @@ r"""Trains copies of one model that codistill: each group (a synchronous tf.dist
 adds a term pulling its predictions toward its peers' checkpoints, reloaded every
 --reload_interval steps.
 
-  python -m tf_codistill.train --flagfile=configs/demo.flags          # the demo, ~6 min on CPU
+  python -m tf_codistill.train --flagfile=configs/demo.flags          # the demo
   python -m tf_codistill.train --flagfile=configs/lm.flags --train_files='cc/*.wet.gz' \
       --vocab=cc/vocab.model --model_dir=runs/lm
 
@@ -20,8 +20,8 @@ import sys  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from tf_codistill import config as config_lib  # noqa: E402
 from tf_codistill.runner import command_line  # noqa: E402
-from tf_codistill.runner import config as config_lib  # noqa: E402
 from tf_codistill.runner import flags as flags_lib  # noqa: E402
 from tf_codistill.runner.strategies import TPUUnavailableError  # noqa: E402
 
@@ -42,8 +42,8 @@ flags.DEFINE_bool("plot_curves", False, "With --num_groups > 1 and no --group: a
 
 def with_demo_data(config: config_lib.RunConfig) -> config_lib.RunConfig:
     """Points the run at the demo corpus and vocabulary, making them if needed."""
-    from tf_codistill.runner import demo_data
-    wet, vocab = demo_data.prepare(config.model_dir, config.data.vocab,
+    from tf_codistill.tasks import demo_corpus
+    wet, vocab = demo_corpus.prepare(config.model_dir, config.data.vocab,
                                    config.model.vocab_size or 4000)
     return dataclasses.replace(
         config, data=dataclasses.replace(config.data, train_files=(wet,), vocab=vocab))
@@ -62,20 +62,20 @@ def main(argv):
                 raise config_lib.ConfigError(
                     f"--cluster={config.cluster} derives each task's group from its rank; "
                     "drop --group (and --baseline: run a baseline as a job of its own).")
-            from tf_codistill.runner import cluster
-            config = cluster.join(config)
+            from tf_codistill.cluster import slurm
+            config = slurm.join(config)
         launch_all = (config.num_groups > 1 and not FLAGS["group"].present
                       and config.cluster == "none")
         if FLAGS.prepare_demo_data:
             config = with_demo_data(config)
         if launch_all:
-            from tf_codistill.runner import launch
-            sys.exit(launch.run_local_groups(config, baseline=FLAGS.baseline,
-                                             plot_curves=FLAGS.plot_curves))
-        from tf_codistill.runner import train_lib
+            from tf_codistill.cluster import local
+            sys.exit(local.run_local_groups(config, baseline=FLAGS.baseline,
+                                            plot_curves=FLAGS.plot_curves))
+        from tf_codistill.runner import train_lib, workers
         try:
             metrics = train_lib.run(config)
-        except train_lib.WorkerLostError as error:
+        except workers.WorkerLostError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
         if FLAGS[flags_lib.CLOSING_SUMMARY_FLAG].value:

@@ -19,9 +19,9 @@ import sys
 import time
 from typing import Sequence
 
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ from typing import Sequence
 from experiments.harness import netns
 from experiments.harness.lm_experiments import (codistill_arm, flag_value, scaled_learning_rate,
                                                 student_parameter_bytes)
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER_SNAPSHOT_BYTES = 177.7e6  # 2 x LSTM 1024, 24,006 tokens, float32 (reload_stall_paper.txt)

@@ -10,7 +10,7 @@ from typing import Sequence
 from experiments.harness import lm_experiments
 from tf_codistill.core import churn
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 
 MEASURES = ("mean_abs_diff", "top1_disagreement")
 

@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Sequence
 
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import demo_data
+from tf_codistill import config as config_lib
+from tf_codistill.tasks import demo_corpus
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 from . import experiment_lib
 from .experiment_lib import Arm
 
@@ -57,7 +57,7 @@ def common_flags(root: str, train_steps: int, burn_in_steps: int,
     """
     flags = [f"--flagfile={flagfile}"]
     if flag_value(flags, "task", "lm") == "lm":
-        wet, vocab = corpus or demo_data.prepare(root, "", VOCAB_SIZE, CORPUS_LIBRARIES)
+        wet, vocab = corpus or demo_corpus.prepare(root, "", VOCAB_SIZE, CORPUS_LIBRARIES)
         flags += [f"--train_files={wet}", f"--vocab={vocab}"]
     return [*flags, f"--train_steps={train_steps}", f"--burn_in_steps={burn_in_steps}",
             *extra]

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 
-from tf_codistill.runner.allocator import cap_malloc_arenas
+from tf_codistill.utils.allocator import cap_malloc_arenas
 
 THREADS = 8
 

@@ -4,8 +4,8 @@ import dataclasses
 
 import tokenizer
 from data_pipelines import synthetic_wet, wet
-from tf_codistill.runner import config as config_lib
-from tf_codistill.tasks.lm import LanguageModelSection
+from tf_codistill import config as config_lib
+from tf_codistill.tasks.lm import LanguageModelData, LanguageModelSection
 
 
 def make_corpus(root):
@@ -25,7 +25,7 @@ def lm_config(model_dir, files, vocab, **changes):
         task="lm", model_dir=str(model_dir),
         trainer=config_lib.TrainerConfig(train_steps=6, batch_size=4, steps_per_loop=3,
                                          eval_steps=2, learning_rate=0.01),
-        data=config_lib.DataConfig(train_files=tuple(files), vocab=vocab, seq_len=8,
-                                   min_paragraph_words=5, validation_fraction=0.2),
+        data=LanguageModelData(train_files=tuple(files), vocab=vocab, seq_len=8,
+                               min_paragraph_words=5, validation_fraction=0.2),
         model=LanguageModelSection(embedding_dim=8, units=16, num_layers=2))
     return dataclasses.replace(config, **changes)

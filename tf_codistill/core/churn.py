@@ -13,20 +13,19 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.core import losses
+
 OUTPUT_KINDS = ("probabilities", "sigmoid", "softmax")
 
 
 def to_probabilities(predictions, output_kind: str = "probabilities") -> tf.Tensor:
     """Probabilities from model outputs: as they are, or from sigmoid/softmax logits."""
-    predictions = tf.cast(predictions, tf.float32)
+    if output_kind not in OUTPUT_KINDS:
+        raise ValueError(f"output_kind={output_kind!r} is not known; choose one of "
+                         f"{OUTPUT_KINDS}.")
     if output_kind == "probabilities":
-        return predictions
-    if output_kind == "sigmoid":
-        return tf.sigmoid(predictions)
-    if output_kind == "softmax":
-        return tf.nn.softmax(predictions, axis=-1)
-    raise ValueError(f"output_kind={output_kind!r} is not known; choose one of "
-                     f"{OUTPUT_KINDS}.")
+        return tf.cast(predictions, tf.float32)
+    return losses.probabilities(output_kind, predictions)
 
 
 def prediction_churn(predictions_a, predictions_b, sample_weight=None, *,

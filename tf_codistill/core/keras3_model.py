@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from tf_codistill.core import compat
-from tf_codistill.core.model import CodistillTraining
+from tf_codistill.core.training import CodistillTraining
 
 
 class Keras3CodistillModel(CodistillTraining, keras.Model):

@@ -54,7 +54,7 @@ class DistillationLoss:
         raise NotImplementedError
 
     def _prediction(self, logits: tf.Tensor) -> tf.Tensor:
-        return _probabilities(self.output_kind, logits, self.temperature)
+        return probabilities(self.output_kind, logits, self.temperature)
 
 
 class SoftTargetCrossEntropy(DistillationLoss):
@@ -147,7 +147,9 @@ def task_loss_for(output_kind: str):
                      f"choose one of {OUTPUT_KINDS}.")
 
 
-def _probabilities(output_kind, logits, temperature):
+def probabilities(output_kind: str, logits, temperature: float = 1.0) -> tf.Tensor:
+    """Probabilities from logits of ``output_kind``: a softmax over the last axis, or a
+    sigmoid per element; the one switch between the two output kinds' predictions."""
     logits = tf.cast(logits, tf.float32) / temperature
     if output_kind == "softmax":
         return tf.nn.softmax(logits, axis=-1)

@@ -54,6 +54,7 @@ class GradientNoiseScale(tf.Module):
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval must be an integer >= 1, got {interval!r}.")
         self.interval = interval
+        self.payload = []  # what the train step all-reduces, for timing it alone (payload())
         with self.name_scope:
             self._gradient_sq = _replicated_scalar("gradient_sq")
             self._trace = _replicated_scalar("trace_covariance")
@@ -73,6 +74,7 @@ class GradientNoiseScale(tf.Module):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         present = [g for g in grads if g is not None]
+        self.payload = [_payload_spec(g) for g in present]  # traced once: the step's shapes
         if replicas > 1:
             local = squared_norm(grads[:student_count])
             reduced = context.all_reduce(tf.distribute.ReduceOp.SUM,
@@ -148,6 +150,32 @@ def squared_norm(tensors) -> tf.Tensor:
             tensor = tf.math.unsorted_segment_sum(tensor.values, position, tf.size(unique))
         total.append(tf.reduce_sum(tf.square(tf.cast(tensor, tf.float32))))
     return tf.add_n(total)
+
+
+def payload(specs) -> list | None:
+    """Zeros shaped like the gradients the train step all-reduced (``GradientNoiseScale.payload``),
+    sparse ones as sparse: timing their all-reduce alone times the step's. None where a shape
+    is not static (or nothing was traced yet)."""
+    if not specs or not all(shape.is_fully_defined() and (kind == "dense" or dense)
+                            for kind, shape, dense in specs):
+        return None
+    tensors = []
+    for kind, shape, dense_shape in specs:
+        values = tf.zeros(shape)
+        if kind == "dense":
+            tensors.append(values)
+        else:
+            indices = tf.range(shape[0], dtype=tf.int64) % dense_shape[0]
+            tensors.append(tf.IndexedSlices(values, indices, tf.constant(dense_shape, tf.int64)))
+    return tensors
+
+
+def _payload_spec(gradient):
+    if isinstance(gradient, tf.IndexedSlices):
+        dense_shape = tf.get_static_value(gradient.dense_shape)
+        return ("sparse", gradient.values.shape,
+                None if dense_shape is None else [int(d) for d in dense_shape])
+    return ("dense", gradient.shape, None)
 
 
 def _student(reduced, grads, student_count):

@@ -129,9 +129,6 @@ class WeightDecaySchedule:
         return f"WeightDecaySchedule(boundaries={self.boundaries}, scales={self.scales})"
 
 
-WEIGHT_DECAY_SCHEDULES = ("constant", "step_with_lr")
-
-
 def weight_decay_schedule(name: str, lr_decay_boundaries: Sequence[int] = ()
                           ) -> WeightDecaySchedule | None:
     """The schedule of ``--weight_decay_schedule``; None for "constant" (no scaling)."""

@@ -27,6 +27,16 @@ from tf_codistill.core import compat
 class TeacherSource:
     """Base class: no co-trained models and no frozen teachers."""
 
+    # Whether ``frozen_predictions`` gives teachers: a source with frozen teachers says so.
+    has_frozen_teachers = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "frozen_predictions" in vars(cls) and not cls.has_frozen_teachers:
+            raise TypeError(f"{cls.__name__} defines frozen_predictions but not "
+                            "has_frozen_teachers = True; set it, or the train step never "
+                            "asks it for teachers.")
+
     @property
     def co_trained_models(self) -> tuple[keras.Model, ...]:
         return ()
@@ -51,6 +61,9 @@ class TeacherSource:
 
     def callbacks(self) -> list[keras.callbacks.Callback]:
         return []
+
+    def close(self) -> None:
+        """Releases what the source holds (threads, files); nothing by default."""
 
     def stats(self) -> dict:
         """What the source did so far (reloads, staleness, bytes read), for metrics.json and
@@ -86,6 +99,8 @@ class FixedTeacher(TeacherSource):
     predicted probabilities): the second phase of two-phase distillation.
     """
 
+    has_frozen_teachers = True
+
     def __init__(self, models: keras.Model | Sequence[keras.Model]):
         models = tuple(models) if isinstance(models, (list, tuple)) else (models,)
         if not models:
@@ -112,6 +127,8 @@ class PriorTeacher(TeacherSource):
     unigram baselines (section 3.3), in place of a peer's predictions. The
     prior's logits are broadcast over the student's batch and time axes.
     """
+
+    has_frozen_teachers = True
 
     def __init__(self, prior):
         prior = np.asarray(prior, np.float64)

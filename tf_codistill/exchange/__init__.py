@@ -1,2 +1,2 @@
 """Between groups: verified publish/poll of weight snapshots, checkpoint peers as
-teachers, the precision of exchanged weights, and who reads whom (topology)."""
+teachers, and the precision of exchanged weights."""

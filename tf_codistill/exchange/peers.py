@@ -37,6 +37,7 @@ from tf_codistill.core import compat
 from tf_codistill.core.carried_state import carried_state_variables
 from tf_codistill.core.step_counting import StepCountingCallback
 from tf_codistill.core.teachers import TeacherSource
+from tf_codistill.utils.collectives import gather_ints
 
 
 def exchanged_variables(model: keras.Model) -> list[tf.Variable]:
@@ -118,12 +119,15 @@ class CheckpointPeers(TeacherSource):
         ``reload_interval`` (taken modulo the interval).
       final_step: the peers' last training step; a peer whose snapshot is from it has
         finished, not died, and is never dropped (its final weights stay the best it has).
+      poller: what reads the peers' snapshots (``snapshots.PeerPoller`` of
+        ``peer_directories``); None makes one polling every ``poll_interval_s``.
     """
 
     def __init__(self, peer_directories: Sequence[str], build_model: Callable[[], keras.Model],
                  reload_interval: int = 50, poll_interval_s: float = 5.0,
                  staleness_warning_s: float = 600.0, max_staleness: int | None = None,
-                 reload_offset: int = 0, final_step: int | None = None):
+                 reload_offset: int = 0, final_step: int | None = None,
+                 poller: snapshots.PeerPoller | None = None):
         if reload_interval < 1:
             raise ValueError(f"reload_interval must be >= 1, got {reload_interval}.")
         if reload_offset < 0:
@@ -136,8 +140,8 @@ class CheckpointPeers(TeacherSource):
             copy.trainable = False
         self._available = [tf.Variable(0.0, trainable=False, name=f"peer{i}_available")
                            for i in range(len(self._copies))]
-        self._poller = snapshots.PeerPoller(self.peer_directories, poll_interval_s,
-                                           staleness_warning_s)
+        self._poller = poller or snapshots.PeerPoller(self.peer_directories, poll_interval_s,
+                                                      staleness_warning_s)
         self._pending: dict[int, snapshots.PeerSnapshot] = {}
         self.peer_steps: dict[int, int] = {}
         self.max_staleness_steps = 0
@@ -154,6 +158,13 @@ class CheckpointPeers(TeacherSource):
         self._age_min = None
         self._received_at: dict[int, int] = {}  # the student's step at each peer's last publish
         self._publishes: dict[int, int] = {}  # each peer's newest publish, agreed
+
+    has_frozen_teachers = True
+
+    @property
+    def poller(self) -> snapshots.PeerPoller:
+        """The poller whose new snapshots ``swap_in_new_weights`` takes."""
+        return self._poller
 
     @property
     def frozen_models(self):
@@ -310,12 +321,8 @@ def agreed_on_all_workers(strategy: tf.distribute.Strategy, ready: dict[int, int
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return ready
-    local = np.full((1, num_peers), -1, np.int64)
-    for index, step in ready.items():
-        local[0, index] = step
-    value = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant(local))
-    everyone = strategy.gather(value, axis=0).numpy()
+    local = [ready.get(index, -1) for index in range(num_peers)]
+    everyone = gather_ints(strategy, local)
     return {i: step for i, step in ready.items() if np.all(everyone[:, i] == step)}
 
 

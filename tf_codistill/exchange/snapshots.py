@@ -39,6 +39,7 @@ import google_crc32c
 import numpy as np
 import tensorflow as tf
 
+from tf_codistill.config.files import atomic_write, fsync_path, is_local
 from tf_codistill.exchange.precision import (EncodedTensor, check_precision, decode_weights,
                                     encode_weights)
 
@@ -58,9 +59,6 @@ class PeerSnapshot:
     read_seconds: float
     path: str  # checkpoint prefix in the peer's directory
     retries: int = 0  # attempts that hit a vanished or torn file before this one
-
-    def weights_by_name(self) -> dict[str, np.ndarray]:
-        return dict(zip(self.names, self.weights))
 
 
 class _TornCheckpoint(Exception):
@@ -115,8 +113,8 @@ class PeerPublisher:
         self._entries = [entry] + [e for e in self._entries
                                    if e["prefix"] in kept and e["step"] < entry["step"]]
         manifest = {"format": MANIFEST_FORMAT, "checkpoints": self._entries}
-        _atomic_write(_join(self.directory, MANIFEST_NAME),
-                      json.dumps(manifest, indent=1).encode())
+        atomic_write(_join(self.directory, MANIFEST_NAME),
+                     json.dumps(manifest, indent=1).encode())
         return prefix
 
     def _store(self, names: list[str], encoded: list[EncodedTensor]) -> None:
@@ -477,53 +475,17 @@ def _join(directory: str, name: str) -> str:
     return directory.rstrip("/") + "/" + name
 
 
-def is_local(path: str) -> bool:
-    """A POSIX path (local disk, NFS), not an object store or TensorFlow file system URL."""
-    return "://" not in path
-
-
 def _read_bytes(path: str) -> bytes:
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Replaces `path` with `data` so that readers see the old or the new content, never part."""
-    directory = os.path.dirname(path)
-    if not is_local(path):
-        temp = f"{path}.tmp-{os.getpid()}-{time.time_ns()}"
-        with tf.io.gfile.GFile(temp, "wb") as f:
-            f.write(data)
-        tf.io.gfile.rename(temp, path, overwrite=True)
-        return
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-    _fsync_path(directory)
 
 
 def _fsync_checkpoint_files(prefix: str) -> None:
     """Makes the checkpoint durable before a manifest can name it (local files only)."""
     if is_local(prefix):
         for path in tf.io.gfile.glob(prefix + ".*"):
-            _fsync_path(path)
-        _fsync_path(os.path.dirname(prefix))
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(path)
+        fsync_path(os.path.dirname(prefix))
 
 
 def _remove_stale_temp_files(directory: str) -> None:

@@ -17,16 +17,33 @@ import dataclasses
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.config import AT_LEAST_1, knob
 from tf_codistill.core.carried_state import CarriesState
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelConfig:
-    vocab_size: int = 24006
-    embedding_dim: int = 256
-    units: int = 1024
-    num_layers: int = 2
-    layer_norm: bool = True
+class LSTMArchitecture:
+    """The stacked LSTM's shape, declared once for every task that trains it (the paper's
+    defaults; ``config.with_defaults`` gives a task its own; a task redeclares
+    ``vocab_size`` when its vocabulary means something else)."""
+
+    vocab_size: int = knob(24006, "Vocabulary size.", valid=AT_LEAST_1)
+    embedding_dim: int = knob(256, "Input embedding size.", valid=AT_LEAST_1)
+    units: int = knob(1024, "LSTM units per layer.", valid=AT_LEAST_1)
+    num_layers: int = knob(2, "LSTM layers.", valid=AT_LEAST_1)
+    layer_norm: bool = knob(True, "Layer-normalized LSTM cells.")
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelConfig(LSTMArchitecture):
+    """Everything ``StatefulLanguageModel`` is built from."""
+
+    @classmethod
+    def of(cls, architecture: LSTMArchitecture, vocab_size: int) -> "LanguageModelConfig":
+        """The model config of a task's section (an ``LSTMArchitecture``) with ``vocab_size``."""
+        fields = {f.name: getattr(architecture, f.name)
+                  for f in dataclasses.fields(LSTMArchitecture)}
+        return cls(**{**fields, "vocab_size": vocab_size})
 
 
 @keras.utils.register_keras_serializable(package="tf_codistill")

@@ -1,2 +1,3 @@
-"""Running a group: the resolved config, the model_dir layout, strategies, the
-training loop (train_lib), callbacks, offline evaluation and local launching."""
+"""Running one group: the flags derived from the config, the teacher sources --teacher
+names, strategies, optimizers, the training loop (``train_lib``: build, restore, fit,
+export), callbacks, this group's own workers, and offline evaluation."""

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill.core import noise_scale
 from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.core.step_counting import StepCountingCallback
 
@@ -142,3 +143,47 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+class AllReduceTimer(keras.callbacks.Callback):
+    """Times the train step's all-reduce alone once per loop: tensors shaped like the gradients
+    the step all-reduced (sparse ones sparse), reduced over the same replicas and workers between
+    loops, when every worker is there. Its median against the median step is the share of a step
+    the all-reduce takes on a link that carries nothing else (the timed call also fills the
+    tensors with zeros, a memory-speed pass). The first call (tracing) is not counted, and the
+    timed ones are not step time (``StepTimer`` restarts each loop)."""
+
+    def __init__(self, strategy, noise: noise_scale.GradientNoiseScale):
+        super().__init__()
+        self._strategy = strategy
+        self._noise = noise
+        self._reduce = None
+        self.seconds: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._reduce is None:
+            specs = self._noise.payload
+            if noise_scale.payload(specs) is None:
+                return  # shapes known only while running: nothing honest to time
+            self._reduce = tf.function(lambda: self._strategy.run(
+                lambda: _all_reduce_sum(noise_scale.payload(specs))))
+            self._timed()
+        self.seconds.append(self._timed())
+
+    def _timed(self) -> float:
+        start = time.perf_counter()
+        done = self._reduce()
+        self._strategy.experimental_local_results(done)[0].numpy()
+        return time.perf_counter() - start
+
+    def summary(self, step_seconds) -> dict:
+        if not self.seconds:
+            return {}
+        seconds = float(np.median(self.seconds))
+        return {"allreduce_seconds_median": seconds,
+                "allreduce_share": seconds / step_seconds if step_seconds else None}
+
+
+def _all_reduce_sum(tensors):
+    reduced = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tensors)
+    return tf.add_n([tf.reshape(getattr(t, "values", t), [-1])[0] for t in reduced])

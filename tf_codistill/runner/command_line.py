@@ -72,8 +72,8 @@ def prepare_process() -> None:
     Call it before anything imports TensorFlow.
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from tf_codistill.runner.allocator import cap_malloc_arenas
-    cap_malloc_arenas()  # before TensorFlow's thread pools exist (runner/allocator.py)
+    from tf_codistill.utils.allocator import cap_malloc_arenas
+    cap_malloc_arenas()  # before TensorFlow's thread pools exist (utils/allocator.py)
     if LOG_LEVEL in os.environ:  # the user's level wins
         return
     # The level TensorFlow reads while it loads stays for the process; it is not exported,
@@ -221,11 +221,13 @@ def shipped_config(path: str) -> str | None:
 
 
 def _flag_error(error: Exception) -> str:
-    message = " ".join(str(error).split())
+    message = " ".join(str(error).split()).removeprefix("ERROR:: ")
     if "Unable to open flagfile" in message:  # one named inside another flagfile
         return (f"{message}. A flagfile named inside another is read from the working "
                 f"directory, {os.getcwd()}.")
     if message.startswith("Unknown command line flag"):
+        message = re.sub(r"\. Did you mean: (.+?) ?\?$", lambda m: " (did you mean " + ", ".join(
+            f"--{name.strip()}" for name in m.group(1).split(",")) + "?)", message)
         return f"{message}; --help lists the flags."
     return message
 

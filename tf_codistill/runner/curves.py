@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
 from tf_codistill.runner import summary
 
 JSON_NAME = "curves.json"

@@ -24,22 +24,23 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tf_codistill.core.carried_state import reset_carried_state
-from tf_codistill.core.model import first_rows
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import layout
-from tf_codistill.tasks import get_task
+from tf_codistill.core.training import first_rows
+from tf_codistill import config as config_lib
+from tf_codistill.config import layout
+from tf_codistill import tasks
 
 _CHECKPOINT_NUMBER = re.compile(r"-(\d+)$")
 
 
 def load_run_config(group_dir: str) -> config_lib.RunConfig:
-    """The RunConfig a group wrote into ``<group_dir>/config.json``."""
+    """The RunConfig a group wrote into ``<group_dir>/config.json``, its task sections
+    resolved."""
     path = layout.GroupLayout(group_dir).config
     if not tf.io.gfile.exists(path):
         raise config_lib.ConfigError(
             f"{group_dir} holds no config.json: pass the directory of a trained group, "
             "e.g. <model_dir>/group_0 or <model_dir>/baseline/group_0.")
-    return config_lib.read(path)
+    return tasks.resolve(config_lib.read(path))
 
 
 def check_same_model(configs: Sequence[config_lib.RunConfig], what: str) -> None:
@@ -309,7 +310,7 @@ class Evaluator:
     strategy: tf.distribute.Strategy
 
     def __post_init__(self):
-        self.task = get_task(self.eval_config)
+        self.task = tasks.get_task(self.eval_config)
         self.task.check_inputs()
         self._models: list[keras.Model] = []
 

@@ -2,7 +2,7 @@
 
 A ``Group`` is what the train command runs for each group, around a model it did
 not build: your own model and ``model.fit`` get the same ``<model_dir>/group_<k>/``
-layout (``runner.layout``), the same lease (one live owner per group and worker),
+layout (``config.layout``), the same lease (one live owner per group and worker),
 resume from the last checkpoint, verified published snapshots, peers reloaded
 under the same staleness limits, seeds and telemetry::
 
@@ -13,7 +13,7 @@ under the same staleness limits, seeds and telemetry::
         group.fit(model, dataset)
 
 Settings keep the train command's names, defaults and valid ranges (their
-definitions live in ``runner.config``).
+definitions live in ``tf_codistill.config``).
 """
 
 from __future__ import annotations
@@ -29,18 +29,21 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
+from tf_codistill import config as config_lib
+from tf_codistill.config.files import is_local
+from tf_codistill.config.layout import GroupLayout
+from tf_codistill.config.topology import peers_of
 from tf_codistill.core import compat
 from tf_codistill.core.carried_state import ReplicaCarriedState, reset_carried_state
 from tf_codistill.core.noise_scale import NOISE_SCALE_LOGS
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import (BackgroundPublisher, CheckpointPeers, PublishCallback,
                                          build_teacher_copy, named_weights)
-from tf_codistill.exchange.topology import peers_of
 from tf_codistill.runner import callbacks as callbacks_lib
-from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import lease as lease_lib
-from tf_codistill.runner.layout import GroupLayout
+from tf_codistill.runner import teacher_sources
+from tf_codistill.runner.workers import is_chief
+from tf_codistill.utils import lease as lease_lib
 
 PEER_POLL_INTERVAL_S = 0.5  # a manifest read; cheap next to a step of any real model
 
@@ -88,6 +91,7 @@ class Group:
         self._manager = None
         self._publisher = None
         self.step_timer = callbacks_lib.StepTimer()
+        self.allreduce_timer = None
 
     @classmethod
     def of_run(cls, config: config_lib.RunConfig, strategy: tf.distribute.Strategy) -> "Group":
@@ -96,7 +100,7 @@ class Group:
         settings.update({name: getattr(config.codistill, name) for name in CODISTILL_SETTINGS})
         return cls(config.model_dir, config.group, config.num_groups,
                    train_steps=config.trainer.train_steps, strategy=strategy,
-                   publish=config.codistill.teacher == "peers", **settings)
+                   publish=teacher_sources.kind_of(config).publishes, **settings)
 
     @property
     def seed(self) -> int:
@@ -111,6 +115,13 @@ class Group:
         resolver = self.strategy.cluster_resolver
         return f"{getattr(resolver, 'task_type', None) or 'worker'}-" \
                f"{getattr(resolver, 'task_id', None) or 0}"
+
+    @property
+    def workers(self) -> int:
+        """The processes of the group's strategy (1 unless multi-worker)."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
 
     def __enter__(self) -> "Group":
         if not self.model_dir:
@@ -184,7 +195,8 @@ class Group:
         """The Keras callbacks of one ``fit`` after ``restore``: stop at ``train_steps``,
         publish the student every ``reload_interval`` steps (the chief, in a background
         thread), checkpoint every ``steps_per_loop`` steps, one progress line per loop
-        (``units_per_step`` of ``unit`` per step) with TensorBoard scalars, step times.
+        (``units_per_step`` of ``unit`` per step) with TensorBoard scalars, step times, and
+        with a measured noise scale and several replicas, the all-reduce timed alone.
         The peers' reload callback comes with the model (``CodistillModel.fit``)."""
         if self._manager is None:
             raise RuntimeError("Call group.restore(model) before group.callbacks(model): "
@@ -203,6 +215,9 @@ class Group:
         if self.chief:
             callbacks.append(compat.keras_of(model).callbacks.TensorBoard(
                 self.layout.logs, update_freq=self.steps_per_loop))
+        if getattr(model, "noise_scale", None) and self.strategy.num_replicas_in_sync > 1:
+            self.allreduce_timer = callbacks_lib.AllReduceTimer(self.strategy, model.noise_scale)
+            callbacks.append(self.allreduce_timer)  # last: between loops, after their timing
         return callbacks
 
     @property
@@ -252,8 +267,9 @@ class Group:
 
     def metrics(self, model, train_logs: dict, seconds: float) -> dict:
         """What metrics.json holds of the training: step, last losses, time and step times,
-        and the teacher's reloads, staleness, age and bytes read (``CheckpointPeers.stats``).
-        """
+        the gradient noise scale, the replicas and workers and the all-reduce's share of a
+        step, and the teacher's reloads, staleness, age and bytes read
+        (``CheckpointPeers.stats``)."""
         metrics = {
             "group": self.index,
             "global_step": int(model.optimizer.iterations.numpy()),
@@ -275,6 +291,10 @@ class Group:
         }
         metrics.update(self.step_timer.summary())
         metrics.update(noise_scale_metrics(model))
+        metrics.update(replicas=self.strategy.num_replicas_in_sync, workers=self.workers,
+                       allreduce_seconds_median=None, allreduce_share=None)
+        if self.allreduce_timer is not None:
+            metrics.update(self.allreduce_timer.summary(metrics["step_time_median_s"]))
         metrics.update(model.teacher.stats())
         return metrics
 
@@ -297,7 +317,7 @@ class Group:
         """The group's (and worker's) lease; None on an object store, where no file can be
         created exclusively (one owner per group is then not enforced, which is said)."""
         path = self.layout.lease(self.worker)
-        if not snapshots.is_local(path):
+        if not is_local(path):
             logging.warning("model_dir=%s is not a POSIX file system: one owner per group is "
                             "not enforced there (no lease); start each group once.",
                             self.model_dir)
@@ -341,16 +361,6 @@ def _check(group, num_groups, trainer, codistill):
         peers_of(group, num_groups, codistill.topology)
     except ValueError as error:
         raise config_lib.ConfigError(str(error)) from None
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The worker that writes what the group shares (published weights, metrics)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
 def not_writable(model_dir, error) -> config_lib.ConfigError:

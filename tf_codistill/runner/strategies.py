@@ -10,7 +10,7 @@ import urllib.parse
 import tensorflow as tf
 from absl import logging
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from tf_codistill.config import STRATEGIES
 
 
 class TPUUnavailableError(RuntimeError):

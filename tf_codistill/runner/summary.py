@@ -16,9 +16,10 @@ import json
 from typing import Callable, Optional
 
 from tf_codistill.core.losses import perplexity as perplexity_of
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import layout
-from tf_codistill.runner.layout import BASELINE
+from tf_codistill import config as config_lib
+from tf_codistill.config import layout
+from tf_codistill.config.layout import BASELINE
+from tf_codistill.runner import scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,7 @@ class RunResult:
 
 
 GroupNote = Callable[[GroupResult], list]
-GROUP_NOTES: tuple[GroupNote, ...] = ()
+GROUP_NOTES: tuple[GroupNote, ...] = (scaling.note,)
 
 
 def group_result(config: config_lib.RunConfig, metrics: dict, name=None) -> GroupResult:

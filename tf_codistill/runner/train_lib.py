@@ -8,7 +8,6 @@ running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
 import math
 import os
@@ -19,79 +18,57 @@ import time
 import tensorflow as tf
 import tf_keras as keras
 
+from tf_codistill import config as config_lib
+from tf_codistill import tasks
+from tf_codistill.config.files import is_local, unique_temporary
 from tf_codistill.core.carried_state import reset_carried_state
-from tf_codistill.core.losses import perplexity as perplexity_of
 from tf_codistill.core.model import CodistillModel
+from tf_codistill.core.noise_scale import AVERAGING_STEPS
 from tf_codistill.core.schedules import weight_decay_schedule
-from tf_codistill.core.teachers import FixedTeacher, PriorTeacher
-from tf_codistill.exchange import snapshots
-from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
 from tf_codistill.runner import evaluation
-from tf_codistill.runner import lease as lease_lib
+from tf_codistill.runner import scaling
+from tf_codistill.runner import teacher_sources
+from tf_codistill.runner import workers
 from tf_codistill.runner.group import Group, not_writable, resumed_input
 from tf_codistill.runner.optimizers import make_optimizer
 from tf_codistill.runner.strategies import get_strategy
-from tf_codistill.tasks import get_task
 
 
 def run(config: config_lib.RunConfig) -> dict:
     """Trains group ``config.group`` to ``train_steps``; returns its metrics.json.
 
-    The process holds the group's lease (``runner.lease``) throughout: a second
+    The process holds the group's lease (``utils.lease``) throughout: a second
     live process for the same group and worker is refused (LeaseHeld, exit 2),
     and one whose holder died takes over. A rerun after a kill at any point
     resumes: metrics.json is written last, so a group without it retrains from
     its last checkpoint (none: from scratch) and exports and evaluates again.
     """
+    config = tasks.resolve(config)
     config_lib.check(config)
-    config = aligned_to_executions(config)
-    task = get_task(config)
+    config = config_lib.aligned_to_executions(config)
+    task = tasks.get_task(config)
     task.check_inputs()
     try:
         strategy = get_strategy(config.strategy, config.tpu)
     except ValueError as error:  # TF_CONFIG that does not parse
         raise config_lib.ConfigError(str(error)) from None
-    _check_fits_strategy(config, strategy)  # bad input is refused before anything is written
+    check_fits_strategy(config, strategy)  # bad input is refused before anything is written
     # The group's lease and seeds (Python, NumPy, TensorFlow) for whatever a model draws
     # without its own seed; the tasks seed their initializers and data order themselves.
     with Group.of_run(config, strategy) as group:
         try:
             return _run(config, task, strategy, group)
-        except _PEER_FAILURES as error:
+        except workers.WORKER_FAILURES as error:
             if config.strategy != "multi_worker":
                 raise
-            raise WorkerLostError(_worker_lost_message(config, error)) from None
-
-
-class WorkerLostError(RuntimeError):
-    """Another worker of this multi-worker group died or stopped answering."""
-
-
-# What a collective raises on the other workers when one worker of the group is gone: the
-# connection resets (killed process), or the coordination service misses its heartbeats
-# (frozen or unreachable host, within its heartbeat timeout, 10 s by default).
-_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                  tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-def _worker_lost_message(config, error) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    cause = next((" ".join(lines[i:i + 2]) for i, line in enumerate(lines)
-                  if "aborted by" in line), lines[-1] if lines else type(error).__name__)
-    latest = tf.train.latest_checkpoint(config.layout.checkpoints)
-    resume = (f"from its last checkpoint, step {latest.rsplit('-', 1)[1]}" if latest
-              else "from scratch (no checkpoint yet)")
-    return (f"group {config.group} lost a worker ({type(error).__name__}: {cause}). Every "
-            f"worker of a multi_worker group stops; rerun all of the group's workers with "
-            f"the same command and TF_CONFIG to resume {resume}.")
+            raise workers.WorkerLostError(workers.worker_lost_message(config, error)) from None
 
 
 def _run(config: config_lib.RunConfig, task, strategy, group: Group) -> dict:
     if group.chief:
         _write_config(config)
-    cluster.check_model_dir_shared(config, strategy)
-    model, _ = _build(config, task, strategy, group)
+    workers.check_model_dir_shared(config, strategy)
+    model, _ = build(config, task, strategy, group)
     start_step = group.restore(model)
     if start_step >= config.trainer.train_steps:
         group.publish_last_step_if_owed(model, start_step,
@@ -110,31 +87,24 @@ def _run(config: config_lib.RunConfig, task, strategy, group: Group) -> dict:
     metrics = _metrics(group, model, train_logs, eval_logs, seconds)
     metrics["input"] = task.input_stats()
     metrics.update(agreement)
+    metrics.update(_scaling_metrics(config, task, metrics))
     if group.chief:
         config_lib.write_json(config.layout.metrics, metrics)
     return metrics
 
 
-def _build(config, task, strategy, group: Group | None = None):
-    """The compiled CodistillModel, built in the strategy's scope, and its checkpoint peers.
-
-    The student's teacher is the peer groups (``group.teacher``; ``group`` defaults to
-    the one ``config`` describes); with --teacher=uniform|unigram a fixed prior (the
-    label-smoothing baselines); with --teacher=ensemble the trained groups of
-    --teacher_dirs (two-phase distillation). peers is None without peer groups.
-    """
+def build(config, task, strategy, group: Group | None = None):
+    """The compiled CodistillModel, built in the strategy's scope, and its teacher source
+    (``runner.teacher_sources``: what --teacher names; the peers come from ``group``,
+    by default the one ``config`` describes, which closes them)."""
+    config = tasks.resolve(config)
     per_replica_batch = _per_replica_batch(config, strategy)
     distill_rows = config.codistill.distill_rows(per_replica_batch)
     teacher_batch = distill_rows or per_replica_batch
     group = group or Group.of_run(config, strategy)
     with strategy.scope(), _global_policy(config.trainer.mixed_precision):
         student = task.build_model(per_replica_batch)
-        if config.codistill.teacher == "peers":
-            teacher = peers = group.teacher(lambda: task.build_model(teacher_batch))
-        elif config.codistill.teacher == "ensemble":
-            teacher, peers = _ensemble_teacher(config, task, teacher_batch), None
-        else:
-            teacher, peers = PriorTeacher(task.label_prior(config.codistill.teacher)), None
+        teacher = teacher_sources.build(config, task, teacher_batch, group)
         model = CodistillModel(
             student, teacher, output_kind=task.output_kind,
             distill_loss=config.codistill.distill_loss,
@@ -147,33 +117,10 @@ def _build(config, task, strategy, group: Group | None = None):
         optimizer = make_optimizer(config.trainer, task.learning_rate())
         if config.trainer.mixed_precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-        model.compile(optimizer, metrics=task.metrics(), jit_compile=config.trainer.jit_compile,
+        model.compile(optimizer, loss=task.loss(), metrics=task.metrics(),
+                      jit_compile=config.trainer.jit_compile,
                       steps_per_execution=config.trainer.steps_per_execution)
-    return model, peers
-
-
-def aligned_to_executions(config):
-    """The config with its intervals rounded up to multiples of --steps_per_execution.
-
-    Checkpoints, publishes and reloads happen between device calls of K steps,
-    so their intervals must be multiples of K; each rounding is printed.
-    """
-    k = config.trainer.steps_per_execution
-    if k == 1:
-        return config
-
-    def rounded(name, value):
-        up = -(-value // k) * k
-        if up != value:
-            print(f"group {config.group}: --{name}={value} is not a multiple of "
-                  f"--steps_per_execution={k}; using {up}", flush=True)
-        return up
-
-    trainer = dataclasses.replace(
-        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
-    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
-        "reload_interval", config.codistill.reload_interval))
-    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
+    return model, model.teacher
 
 
 def _write_config(config):
@@ -195,7 +142,7 @@ def _global_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _check_fits_strategy(config, strategy):
+def check_fits_strategy(config, strategy):
     """Flags that only the strategy can judge, checked before anything is written."""
     if not config.trainer.eval_steps and isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -226,19 +173,6 @@ def _steps_per_loop(config):
     return min(config.trainer.steps_per_loop, config.trainer.train_steps)
 
 
-def _ensemble_teacher(config, task, teacher_batch):
-    """The frozen ensemble of already trained groups: phase two of two-phase distillation."""
-    directories = config.codistill.teacher_dirs
-    configs = [evaluation.load_run_config(directory) for directory in directories]
-    evaluation.check_same_model([config, *configs], "--teacher_dirs")
-    models = []
-    for directory in directories:
-        model = task.build_model(teacher_batch)
-        evaluation.restore_student(model, evaluation.latest_checkpoint(directory))
-        models.append(model)
-    return FixedTeacher(models)
-
-
 def _train(config, task, strategy, model, group, start_step):
     """Fits the group from ``start_step`` to --train_steps; returns its last logs and the
     seconds it took. A resumed group reads its input on where it stopped: where the order
@@ -250,12 +184,7 @@ def _train(config, task, strategy, model, group, start_step):
     steps_per_loop = _steps_per_loop(config)
     if start_step >= total:  # killed after its last checkpoint, before metrics.json
         return {}, 0.0
-    if start_step % config.trainer.steps_per_execution:
-        raise config_lib.ConfigError(
-            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
-            f"--steps_per_execution={config.trainer.steps_per_execution}: device calls would "
-            "miss the reload, checkpoint and last steps; resume with a --steps_per_execution "
-            f"that divides {start_step}.")
+    config_lib.check_resumes_between_executions(config, start_step)
     dataset = resumed_input(task.train_dataset, start_step, strategy)
     callbacks = group.callbacks(model, task.units_per_row * config.trainer.batch_size,
                                 task.throughput_unit)
@@ -284,6 +213,16 @@ def _metrics(group, model, train_logs, eval_logs, seconds):
     return metrics
 
 
+def _scaling_metrics(config, task, metrics) -> dict:
+    """The numbers the scaling advice rests on beside the group's own, and the advice
+    (``runner.scaling``)."""
+    numbers = {"batch_rows": config.trainer.batch_size, "units_per_row": task.units_per_row,
+               "throughput_unit": task.throughput_unit,
+               "noise_scale_interval": config.trainer.noise_scale_interval,
+               "noise_scale_averaging_steps": AVERAGING_STEPS}
+    return {**numbers, "scaling_advice": scaling.from_metrics({**metrics, **numbers})}
+
+
 def _build_restored(task, strategy, model):
     """Builds a student restored after its last step (a rerun after a kill during export
     or evaluation): a subclassed model learns its input shape, and creates the variables
@@ -308,14 +247,14 @@ def _export(config, model, chief):
         model.save(tempfile.mkdtemp(prefix="tf_codistill_export_"))
         return
     path = config.layout.export
-    if not snapshots.is_local(path):
+    if not is_local(path):
         if tf.io.gfile.exists(path):
             tf.io.gfile.rmtree(path)
         model.save(path)
         return
     for leftover in glob.glob(f"{path}.tmp-*") + glob.glob(f"{path}.old-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    tmp = lease_lib.unique_temporary(path)
+    tmp = unique_temporary(path)
     model.save(tmp)
     old = None
     if os.path.exists(path):

@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill.runner.config import ConfigError, RunConfig
+from tf_codistill.config import AT_LEAST_1, ConfigError, RunConfig, knob
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSettings:
+    """A task section without settings."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFiles:
+    """The data section of a task that reads training and held-out files."""
+
+    train_files: tuple[str, ...] = knob((), "Training files (globs allowed).")
+    eval_files: tuple[str, ...] = knob((), "Held-out files; --task=lm without them holds out "
+                                       "a partition of --train_files.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRows:
+    """The data section of a task whose batches are rows of tokens (the language models)."""
+
+    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
 
 
 class Task:
-    """One set-up of the paper: LM, Criteo, ImageNet, or the tiny clusters task."""
+    """One set-up of the paper: LM, Criteo, ImageNet, or the tiny clusters task.
 
-    ModelConfig: type = type(None)  # the task's model section: a dataclass of ``knob``s
-    output_kind = "softmax"
+    A task of one's own subclasses it, implements ``build_model``, ``train_dataset``
+    and ``eval_dataset``, and runs as ``--task=package.module:ClassName``.
+    """
+
+    ModelConfig: type = NoSettings  # the architecture: a frozen dataclass of ``knob``s
+    DataConfig: type = NoSettings  # where the data comes from: a frozen dataclass of ``knob``s
+    output_kind = "softmax"  # or "sigmoid": independent binary logits
 
     def __init__(self, config: RunConfig):
-        self.config = config
+        self.config = config  # resolved: config.model and config.data are this task's sections
+
+    def loss(self):
+        """The task loss phi on logits (a ``keras.losses.Loss`` or a function returning one
+        value per element); None: cross entropy for ``output_kind``."""
+        return None
 
     def check_inputs(self) -> None:
         """Raises ValueError saying what to pass when required data is missing."""
@@ -62,6 +95,18 @@ class Task:
     def units_per_row(self) -> int:
         """Throughput units (examples, or tokens for an LM) in one row of a batch."""
         return 1
+
+
+def expand_files(patterns, flag: str) -> list[str]:
+    """Globs to sorted paths; a pattern that matches nothing is an error naming it."""
+    files = []
+    for pattern in patterns:
+        matches = tf.io.gfile.glob(pattern)
+        if not matches:
+            raise ConfigError(f"--{flag}: {pattern!r} matches no file; pass existing files "
+                              "(globs allowed).")
+        files.extend(matches)
+    return sorted(set(files))
 
 
 def group_input_context(config: RunConfig, context: tf.distribute.InputContext

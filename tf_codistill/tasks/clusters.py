@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tf_codistill.runner.config import AT_LEAST_1, knob
+from tf_codistill.config import AT_LEAST_1, knob
 from tf_codistill.tasks.base import Task, group_input_context
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 
 from data_pipelines.criteo import CriteoStats, criteo_dataset
-from tf_codistill.runner.config import AT_LEAST_1, ConfigError, knob
+from tf_codistill.config import AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.criteo_dnn import (PAPER_HIDDEN_UNITS, build_criteo_dnn,
                                             criteo_metrics, serving_model)
-from tf_codistill.tasks.base import Task, group_input_context
-from tf_codistill.tasks.lm import expand_files
+from tf_codistill.tasks.base import InputFiles, Task, expand_files, group_input_context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +32,7 @@ class CriteoTask(Task):
     """Groups read disjoint shards of the TSV lines; evaluation reads --eval_files."""
 
     ModelConfig = CriteoModelSection
+    DataConfig = InputFiles
     output_kind = "sigmoid"
 
     def __init__(self, config):

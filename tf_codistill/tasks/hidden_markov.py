@@ -15,24 +15,21 @@ import functools
 import numpy as np
 
 from data_pipelines import hidden_markov
+from tf_codistill.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob, with_defaults
 from tf_codistill.core.losses import perplexity
-from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
-from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, Range, knob
-from tf_codistill.tasks.base import Task
+from tf_codistill.models.lstm_lm import LanguageModelConfig, LSTMArchitecture, StatefulLanguageModel
+from tf_codistill.tasks.base import Task, TokenRows
 
 HELD_OUT_WINDOWS = 64  # held-out batches of --eval_steps=0 ("the whole set")
 AT_LEAST_2 = Range(lambda v: v >= 2, "of at least 2")
 
 
 @dataclasses.dataclass(frozen=True)
-class HiddenMarkovModelSection:
+class HiddenMarkovModelSection(with_defaults(LSTMArchitecture, embedding_dim=64, units=256,
+                                             num_layers=1)):
     """The LM's architecture and the source it learns: both fixed for a model_dir's life."""
 
     vocab_size: int = knob(128, "Tokens the generated source emits.", valid=AT_LEAST_2)
-    embedding_dim: int = knob(64, "Input embedding size.", valid=AT_LEAST_1)
-    units: int = knob(256, "LSTM units per layer.", valid=AT_LEAST_1)
-    num_layers: int = knob(1, "LSTM layers.", valid=AT_LEAST_1)
-    layer_norm: bool = knob(True, "Layer-normalized LSTM cells.")
     source_states: int = knob(64, "Hidden states of the generated source.", valid=AT_LEAST_2)
     source_successors: int = knob(4, "States each source state can move to.",
                                   valid=AT_LEAST_1)
@@ -45,6 +42,7 @@ class HiddenMarkovTask(Task):
     """B continuous streams x seq_len tokens per replica from a hidden Markov source."""
 
     ModelConfig = HiddenMarkovModelSection
+    DataConfig = TokenRows
     output_kind = "softmax"
     throughput_unit = "tokens"
 
@@ -69,11 +67,8 @@ class HiddenMarkovTask(Task):
 
     def build_model(self, per_replica_batch):
         model = self.config.model
-        return StatefulLanguageModel(
-            LanguageModelConfig(vocab_size=model.vocab_size, embedding_dim=model.embedding_dim,
-                                units=model.units, num_layers=model.num_layers,
-                                layer_norm=model.layer_norm),
-            per_replica_batch, seed=self.config.init_seed)
+        return StatefulLanguageModel(LanguageModelConfig.of(model, model.vocab_size),
+                                     per_replica_batch, seed=self.config.init_seed)
 
     def train_dataset(self, context):
         """Each local replica its own streams, seeded by (seed, group, pipeline, replica);

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from data_pipelines.imagenet import (ImageNetNotFoundError, imagenet_dataset, imagenet_files,
-                                     tfds_builder)
-from tf_codistill.runner.config import AT_LEAST_1, ConfigError, knob
+from data_pipelines.imagenet import (SOURCES, ImageNetNotFoundError, imagenet_dataset,
+                                     imagenet_files, tfds_builder)
+from tf_codistill.config import AT_LEAST_1, ConfigError, knob
 from tf_codistill.models.resnet import build_image_model, imagenet_metrics
 from tf_codistill.core.schedules import GoyalSchedule
 from tf_codistill.tasks.base import Task, group_input_context
@@ -25,10 +25,23 @@ class ImageNetModelSection:
     num_classes: int = knob(1000, "Classes of the classifier.", valid=AT_LEAST_1)
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageNetData:
+    """Where the images are."""
+
+    data_dir: str = knob("", "ImageNet: the TFRecords (train-*-of-*, validation-*-of-*), or "
+                         "the TFDS data_dir with --imagenet_source=tfds.")
+    imagenet_source: str = knob(
+        "tfrecords", "ImageNet: TFRecords in the layout of TensorFlow's conversion scripts, "
+        "or TFDS imagenet2012 prepared with `tfds build imagenet2012 --data_dir=D "
+        "--manual_dir=M`.", choices=SOURCES)
+
+
 class ImageNetTask(Task):
     """Top-1 accuracy on the validation split; --learning_rate is per 256 examples."""
 
     ModelConfig = ImageNetModelSection
+    DataConfig = ImageNetData
 
     def check_inputs(self):
         data = self.config.data

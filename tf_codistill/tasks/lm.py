@@ -10,44 +10,52 @@ import tensorflow as tf
 import tokenizer as tokenizer_lib
 from data_pipelines.filters import FilterConfig
 from data_pipelines import partition, shards, wet
+from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
 from data_pipelines.training_data import build_dataset_from_shards, build_training_dataset
+from tf_codistill.config import AT_LEAST_0, ConfigError, Range, knob
 from tf_codistill.core.losses import perplexity
-from tf_codistill.runner.config import AT_LEAST_0, AT_LEAST_1, ConfigError, knob
-from tf_codistill.models.lstm_lm import LanguageModelConfig, StatefulLanguageModel
-from tf_codistill.tasks.base import Task
+from tf_codistill.models.lstm_lm import LanguageModelConfig, LSTMArchitecture, StatefulLanguageModel
+from tf_codistill.tasks.base import InputFiles, Task, TokenRows, expand_files
 
 UNIGRAM_BATCHES = 200
 VOCAB_HINT = ("build one with `python -m tokenizer.train --input=<WET or text files> "
               "--vocab_size=24006 --output=vocab.model`")
 
 
-def expand_files(patterns, flag: str) -> list[str]:
-    """Globs to sorted paths; a pattern that matches nothing is an error naming it."""
-    files = []
-    for pattern in patterns:
-        matches = tf.io.gfile.glob(pattern)
-        if not matches:
-            raise ConfigError(f"--{flag}: {pattern!r} matches no file; pass existing WET files "
-                              "(.wet.gz or .wet, globs allowed).")
-        files.extend(matches)
-    return sorted(set(files))
+@dataclasses.dataclass(frozen=True)
+class LanguageModelData(InputFiles, TokenRows):
+    """Where the LM's text comes from and how it is cut into rows."""
+
+    train_shards: str = knob(
+        "", "LM: the --output_prefix of data_pipelines.beam_pipeline; train on its TFRecord "
+        "shards of this group's partition (and evaluate on its validation shards) instead "
+        "of reading --train_files.")
+    vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
+    min_paragraph_words: int = knob(
+        0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
+        "pipeline's default (30).", valid=AT_LEAST_0)
+    shuffle_documents: int = knob(
+        1000, "Documents in the LM's shuffle buffer: each epoch reads the training documents "
+        "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
+        "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
+    validation_fraction: float = knob(
+        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for "
+        "evaluation (by hash of the record id) when --eval_files is empty.",
+        valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelSection:
+class LanguageModelSection(LSTMArchitecture):
     """The LM's architecture: what a model_dir keeps for its whole life."""
 
     vocab_size: int = knob(0, "LM vocabulary size; 0: from --vocab.", valid=AT_LEAST_0)
-    embedding_dim: int = knob(256, "Input embedding size.", valid=AT_LEAST_1)
-    units: int = knob(1024, "LSTM units per layer.", valid=AT_LEAST_1)
-    num_layers: int = knob(2, "LSTM layers.", valid=AT_LEAST_1)
-    layer_norm: bool = knob(True, "Layer-normalized LSTM cells.")
 
 
 class LanguageModelTask(Task):
     """B streams x seq_len tokens per replica; state carried across batches, never reset."""
 
     ModelConfig = LanguageModelSection
+    DataConfig = LanguageModelData
     output_kind = "softmax"
     throughput_unit = "tokens"
 
@@ -91,10 +99,7 @@ class LanguageModelTask(Task):
 
     def model_config(self) -> LanguageModelConfig:
         model = self.config.model
-        return LanguageModelConfig(
-            vocab_size=model.vocab_size or self._tokenizer.vocab_size,
-            embedding_dim=model.embedding_dim, units=model.units,
-            num_layers=model.num_layers, layer_norm=model.layer_norm)
+        return LanguageModelConfig.of(model, model.vocab_size or self._tokenizer.vocab_size)
 
     def build_model(self, per_replica_batch):
         return StatefulLanguageModel(self.model_config(), per_replica_batch,

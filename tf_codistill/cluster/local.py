@@ -16,12 +16,12 @@ import threading
 
 import tensorflow as tf
 
-from tf_codistill.runner import config as config_lib
-from tf_codistill.runner import layout
-from tf_codistill.runner import lease as lease_lib
+from tf_codistill import config as config_lib
+from tf_codistill.config import layout
+from tf_codistill.config.layout import BASELINE
 from tf_codistill.runner import summary
 from tf_codistill.runner.flags import CLOSING_SUMMARY_FLAG, CONFIG_FLAG
-from tf_codistill.runner.layout import BASELINE
+from tf_codistill.utils import lease as lease_lib
 
 
 def group_command(config_path: str, group: int) -> list[str]:

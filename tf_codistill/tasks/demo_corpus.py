@@ -147,7 +147,8 @@ def prepare(model_dir: str, vocab: str = "", vocab_size: int = 4000,
     others wait for it (``lease.make_once``). Returns (wet_path, vocab_path).
     """
     import tokenizer as tokenizer_lib
-    from tf_codistill.runner.lease import make_once, unique_temporary
+    from tf_codistill.config.files import unique_temporary
+    from tf_codistill.utils.lease import make_once
 
     data_dir = os.path.join(model_dir, "data")
     name = "+".join(["python_docs", *libraries])

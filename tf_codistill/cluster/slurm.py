@@ -28,11 +28,7 @@ from typing import Mapping, Optional, Sequence
 
 from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver as _slurm
 
-CLUSTERS = ("none", "slurm")
-DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's default
-
-# config.py reads the two names above for its knobs, so they come before this import.
-from tf_codistill.runner import config as config_lib  # noqa: E402
+from tf_codistill import config as config_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,41 +216,3 @@ def join(config: "config_lib.RunConfig",
     print(f"slurm rank {place.rank}: group {place.group} worker {place.worker} of "
           f"{workers} at {place.workers[place.worker]}", flush=True)
     return dataclasses.replace(config, group=place.group, strategy=strategy)
-
-
-# ---------------------------------------------------------------------------------------------
-# A model_dir every worker of a group sees.
-
-def check_model_dir_shared(config: "config_lib.RunConfig", strategy) -> None:
-    """Every worker of a multi-worker group must see the config.json its chief just wrote.
-
-    A worker on a node that does not mount the shared model_dir would restore nothing
-    while its chief resumes, and never agree on a peer's weights, so the group would
-    silently train without teachers. Two all-gathers (a barrier after the chief's write,
-    then each worker's answer) let every worker raise the same ConfigError.
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
-    resolver = strategy.cluster_resolver
-    if resolver is None or len(resolver.cluster_spec().as_dict()) == 0:
-        return
-
-    def everyone(value: int) -> np.ndarray:
-        local = np.array([[value]], np.int64)
-        values = strategy.experimental_distribute_values_from_function(
-            lambda context: tf.constant(local))
-        return strategy.gather(values, axis=0).numpy()[:, 0]
-
-    everyone(1)  # the chief has written config.json
-    sees = everyone(int(tf.io.gfile.exists(config.layout.config)))
-    if not sees.all():
-        raise config_lib.ConfigError(
-            f"--model_dir={config.model_dir} is not shared by every worker of group "
-            f"{config.group}: {int((sees == 0).sum())} of {len(sees)} replicas cannot see "
-            f"{config.layout.config}, which the group's chief wrote (this worker, "
-            f"{resolver.task_type} {resolver.task_id}, "
-            f"{'sees' if tf.io.gfile.exists(config.layout.config) else 'does not see'} it); "
-            "put the model_dir on storage every node mounts at the same path, or a bucket.")

@@ -12,7 +12,7 @@ command's flags plus its own, checks them as the train command would, and emits
   (``--model_dir=gs://...``).
 - ``--emit=tf_config``: for any other scheduler, every process's TF_CONFIG and
   command, given the N*W hosts (``--hosts``, group-major: the W workers of group
-  0 first), ports as in ``runner/cluster.py``.
+  0 first), ports as in ``cluster/slurm.py``.
 
 Flagfiles are expanded: a manifest holds every train flag explicitly, so the
 image needs the package, not the flagfiles.
@@ -29,9 +29,9 @@ from typing import Optional, Sequence, TextIO
 import tensorflow as tf
 from absl import flags
 
-from tf_codistill.exchange import snapshots
-from tf_codistill.runner import cluster
-from tf_codistill.runner import config as config_lib
+from tf_codistill import config as config_lib
+from tf_codistill.cluster import slurm
+from tf_codistill.config.files import is_local
 from tf_codistill.runner import flags as flags_lib
 
 EMITS = ("kubeflow", "tf_config")
@@ -123,7 +123,7 @@ def _check_kubeflow(flag_values, config):
     if not flag_values.output_dir:
         raise config_lib.ConfigError("--emit=kubeflow needs --output_dir: where the manifests "
                                      "go.")
-    remote = not snapshots.is_local(config.model_dir)
+    remote = not is_local(config.model_dir)
     mount = flag_values.mount_path.rstrip("/") + "/"
     if flag_values.pvc and not config.model_dir.startswith(mount):
         raise config_lib.ConfigError(
@@ -186,10 +186,10 @@ def tfjob(config: config_lib.RunConfig, args: Sequence[str], group: int, *, imag
 
 def tf_configs(config: config_lib.RunConfig, hosts: Sequence[str]) -> list[dict]:
     """For every process, group-major: its group, worker, address and TF_CONFIG."""
-    addresses = cluster.hosts_addresses(hosts, config.cluster_port_base)
+    addresses = slurm.hosts_addresses(hosts, config.cluster_port_base)
     return [{"group": p.group, "worker": p.worker, "address": p.workers[p.worker],
              "tf_config": p.tf_config()}
-            for p in cluster.placements(addresses, config.num_groups, config.workers_per_group)]
+            for p in slurm.placements(addresses, config.num_groups, config.workers_per_group)]
 
 
 def run(flag_values: flags.FlagValues, out: Optional[TextIO] = None) -> None:

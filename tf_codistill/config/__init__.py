@@ -2,39 +2,44 @@
 
 Every setting is a dataclass field declared with ``knob``: its default, its
 help text and its valid values. The sections here hold what every task shares
-(the run, the trainer, codistillation, data); each task owns its model section
-(``Task.ModelConfig``, e.g. ``tasks.lm.LanguageModelSection``). ``runner.flags``
-derives the train command's flags from these fields, ``check`` validates a
-config however it was made (flags, a config file, Python), and the resolved
-config goes to ``<group_dir>/config.json``, which child processes and resumed
-runs read back with ``from_dict``.
+(the run, the trainer, codistillation); each task owns its model and data
+sections (``Task.ModelConfig``, ``Task.DataConfig``), which
+``tasks.resolve`` fills in. ``runner.flags`` derives the train command's flags
+from these fields, ``check`` validates a config however it was made (flags, a
+config file, Python), and the resolved config goes to
+``<group_dir>/config.json``, which child processes and resumed runs read back
+with ``read``.
+
+This package is the bottom layer: it imports nothing else of tf_codistill, so
+every other layer may import it. The names a choice-valued knob accepts are
+declared here; the modules that implement them (losses, schedules, precisions,
+optimizers, strategies, teacher sources) key their registries by these names,
+and tests/test_architecture.py checks that the two agree.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import typing
-import uuid
 from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from data_pipelines.imagenet import SOURCES as IMAGENET_SOURCES
-from data_pipelines.partition import DEFAULT_VALIDATION_FRACTION
-from tf_codistill.core.losses import DISTILLATION_LOSSES
-from tf_codistill.core.schedules import WEIGHT_DECAY_SCHEDULES
-from tf_codistill.exchange.precision import PRECISIONS
-from tf_codistill.exchange.topology import TOPOLOGIES, peers_of
-from tf_codistill.runner import layout
-from tf_codistill.runner.cluster import CLUSTERS, DEFAULT_PORT_BASE
-from tf_codistill.runner.optimizers import OPTIMIZERS
-from tf_codistill.runner.strategies import STRATEGIES
+from tf_codistill.config import layout
+from tf_codistill.config.files import write_json
+from tf_codistill.config.topology import TOPOLOGIES, peers_of
 
+# The names of choice-valued knobs; their implementations key registries by them.
+OPTIMIZERS = ("adam", "adagrad", "sgd", "momentum")  # runner.optimizers
+WEIGHT_DECAY_SCHEDULES = ("constant", "step_with_lr")  # core.schedules
+DISTILLATION_LOSSES = ("cross_entropy", "kl", "logit_mse")  # core.losses
+PRECISIONS = ("float32", "bfloat16", "float16", "int8")  # exchange.precision
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")  # runner.strategies
+TEACHERS = ("peers", "uniform", "unigram", "ensemble")  # runner.teacher_sources
+CLUSTERS = ("none", "slurm")  # cluster.slurm
+DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's default
 PARTITIONS = ("disjoint", "same")
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
-TEACHERS = ("peers", "uniform", "unigram", "ensemble")
 # A healthy peer's snapshots reach this group every --reload_interval of the peer's steps,
 # plus a poll (0.5 s) and the write: ~75 steps for a peer 1.5x slower at interval 50.
 # Three intervals keep peers up to ~2.5x slower, or one publish late; a dead peer stops
@@ -70,7 +75,7 @@ class TrainerConfig:
     train_steps: int = knob(1000, "Optimizer steps per group.", valid=AT_LEAST_1)
     batch_size: int = knob(32, "Global batch size of one group.", valid=AT_LEAST_1)
     learning_rate: float = knob(1e-3, "Peak learning rate.", valid=POSITIVE)
-    optimizer: str = knob("adam", "Optimizer.", choices=tuple(OPTIMIZERS))
+    optimizer: str = knob("adam", "Optimizer.", choices=OPTIMIZERS)
     momentum: float = knob(0.9, "Momentum of --optimizer=momentum.", valid=AT_LEAST_0)
     warmup_steps: int = knob(0, "Linear learning-rate warm-up steps.", valid=AT_LEAST_0)
     lr_decay_boundaries: tuple[int, ...] = knob(
@@ -114,7 +119,7 @@ class TrainerConfig:
 class CodistillConfig:
     distill_loss: str = knob(
         "cross_entropy", "psi: soft-target cross entropy (the paper's), KL at a "
-        "temperature, or squared error between logits.", choices=tuple(DISTILLATION_LOSSES))
+        "temperature, or squared error between logits.", choices=DISTILLATION_LOSSES)
     distill_weight: float = knob(1.0, "Weight of the distillation term.", valid=AT_LEAST_0)
     temperature: float = knob(1.0, "Softmax temperature of cross_entropy and kl.",
                               valid=POSITIVE)
@@ -182,42 +187,16 @@ class CodistillConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    train_files: tuple[str, ...] = knob((), "Training files (globs allowed).")
-    eval_files: tuple[str, ...] = knob((), "Held-out files; empty: a held-out partition of "
-                                       "--train_files.")
-    train_shards: str = knob(
-        "", "LM: the --output_prefix of data_pipelines.beam_pipeline; train on its TFRecord "
-        "shards of this group's partition (and evaluate on its validation shards) instead "
-        "of reading --train_files.")
-    data_dir: str = knob("", "ImageNet: the TFRecords (train-*-of-*, validation-*-of-*), or "
-                         "the TFDS data_dir with --imagenet_source=tfds.")
-    imagenet_source: str = knob(
-        "tfrecords", "ImageNet: TFRecords in the layout of TensorFlow's conversion scripts, "
-        "or TFDS imagenet2012 prepared with `tfds build imagenet2012 --data_dir=D "
-        "--manual_dir=M`.", choices=IMAGENET_SOURCES)
-    vocab: str = knob("", "Word-piece vocabulary (tokenizer model file).")
-    seq_len: int = knob(32, "Tokens per LM batch row.", valid=AT_LEAST_1)
-    min_paragraph_words: int = knob(
-        0, "Long-paragraph filter: paragraphs shorter than this are dropped; 0: the data "
-        "pipeline's default (30).", valid=AT_LEAST_0)
-    shuffle_documents: int = knob(
-        1000, "Documents in the LM's shuffle buffer: each epoch reads the training documents "
-        "in an order drawn with the group's data seed (--seed and --group) and the epoch; "
-        "0 or 1: file order (files still shuffled).", valid=AT_LEAST_0)
-    validation_fraction: float = knob(
-        DEFAULT_VALIDATION_FRACTION, "Share of --train_files documents held out for "
-        "evaluation (by hash of the record id) when --eval_files is empty.",
-        valid=Range(lambda v: 0 < v < 1, "between 0 and 1"))
-
-
-@dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """The whole run; ``model`` is the task's own section (``Task.ModelConfig``)."""
+    """The whole run; ``model`` and ``data`` are the task's own sections (``Task.ModelConfig``,
+    ``Task.DataConfig``). None (or, read from a file, a dict) until ``tasks.resolve`` fills
+    them in with the task's classes."""
 
     task: str = knob("lm", "Set-up to train: the paper's LM, Criteo or ImageNet, the LM on "
                      "a generated language with a known entropy floor (hmm_lm), or the tiny "
-                     "clusters task used by tests (lm, criteo, imagenet, hmm_lm, clusters).")
+                     "clusters task used by tests (lm, criteo, imagenet, hmm_lm, clusters); "
+                     "or a task of your own as package.module:ClassName (a subclass of "
+                     "tf_codistill.tasks.base.Task).")
     model_dir: str = knob("", "Directory holding everything the run makes; rerun the same "
                           "command to resume.")
     num_groups: int = knob(1, "Groups (model copies) that codistill.", valid=AT_LEAST_1)
@@ -240,12 +219,8 @@ class RunConfig:
         valid=Range(lambda v: 1024 <= v <= 65535 - 256, "between 1024 and 65279"))
     trainer: TrainerConfig = TrainerConfig()
     codistill: CodistillConfig = CodistillConfig()
-    data: DataConfig = DataConfig()
     model: Any = None  # None: the task's defaults
-
-    def __post_init__(self):
-        if self.model is None:
-            object.__setattr__(self, "model", model_section(self.task)())
+    data: Any = None  # None: the task's defaults
 
     @property
     def layout(self) -> layout.GroupLayout:
@@ -272,13 +247,19 @@ def group_seed(seed: int, group: int) -> int:
     return seed * 1000 + group
 
 
-SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig, "data": DataConfig}
+SECTIONS = {"trainer": TrainerConfig, "codistill": CodistillConfig}
+TASK_SECTIONS = ("model", "data")  # each task's own classes (Task.ModelConfig, .DataConfig)
 
 
-def model_section(task: str) -> type:
-    """The model section class the task owns (imports the task's module)."""
-    from tf_codistill.tasks import task_class
-    return task_class(task).ModelConfig
+def with_defaults(section: type, **defaults) -> type:
+    """A subclass of ``section`` whose named knobs default to other values, their help,
+    choices and range kept: one declaration of a setting that tasks default differently."""
+    fields = [(f.name, f.type, knob(defaults.pop(f.name), f.metadata["help"],
+                                    choices=f.metadata["choices"], valid=f.metadata["range"]))
+              for f in knobs(section) if f.name in defaults]
+    if defaults:
+        raise TypeError(f"{section.__name__} has no knobs {sorted(defaults)}.")
+    return dataclasses.make_dataclass(section.__name__, fields, bases=(section,), frozen=True)
 
 
 def knobs(section: type) -> list[dataclasses.Field]:
@@ -286,18 +267,28 @@ def knobs(section: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(section) if "help" in f.metadata]
 
 
-def field_types(section: type) -> dict[str, type]:
-    return typing.get_type_hints(section)
+def section_from(kind: type, value, key: str):
+    """``value`` as a ``kind`` section: None gives the defaults, a dict (read from a file)
+    its known keys, other keys dropped and missing ones at their defaults."""
+    if value is None:
+        return kind()
+    if isinstance(value, dict):
+        names = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: _tuples(v) for k, v in value.items() if k in names})
+    if not isinstance(value, kind):
+        raise ConfigError(f"config.{key} is {type(value).__name__}, not {kind.__name__}; pass "
+                          f"{key}={kind.__name__}(...) or None.")
+    return value
 
 
 def check(config: RunConfig) -> None:
-    """Raises ConfigError naming the first setting that is not valid and what to pass."""
-    model_section(config.task)  # an unknown task is a ConfigError naming the known ones
-    if not isinstance(config.model, model_section(config.task)):
-        raise ConfigError(f"config.model is {type(config.model).__name__}, not the model "
-                          f"section of --task={config.task}; pass "
-                          f"model={model_section(config.task).__name__}(...) or None.")
-    for section in (config, config.trainer, config.codistill, config.data, config.model):
+    """Raises ConfigError naming the first setting that is not valid and what to pass.
+
+    The task's sections are checked once ``tasks.resolve`` has filled them in."""
+    sections = [config, config.trainer, config.codistill]
+    sections += [getattr(config, key) for key in TASK_SECTIONS
+                 if dataclasses.is_dataclass(getattr(config, key))]
+    for section in sections:
         check_section(section)
     _check_combinations(config)
 
@@ -305,10 +296,11 @@ def check(config: RunConfig) -> None:
 def check_section(section) -> None:
     """Raises ConfigError naming the first knob of ``section`` out of its valid values."""
     for field in knobs(type(section)):
-        _check_field(field, getattr(section, field.name))
+        check_value(field, getattr(section, field.name))
 
 
-def _check_field(field: dataclasses.Field, value) -> None:
+def check_value(field: dataclasses.Field, value) -> None:
+    """Raises ConfigError when ``value`` is not one of the knob's choices or out of its range."""
     choices, valid = field.metadata["choices"], field.metadata["range"]
     if choices is not None and value not in choices:
         raise ConfigError(f"--{field.name}={value!r} is not valid; choose one of "
@@ -332,12 +324,7 @@ def _check_combinations(config: RunConfig) -> None:
         raise ConfigError("--teacher=ensemble (two-phase distillation) and --teacher_dirs go "
                           "together: pass --teacher=ensemble --teacher_dirs=<trained group "
                           "dirs, e.g. runs/a/group_0,runs/b/group_0>.")
-    if trainer.train_steps % trainer.steps_per_execution:
-        k = trainer.steps_per_execution
-        raise ConfigError(
-            f"--train_steps={trainer.train_steps} is not a multiple of --steps_per_execution={k}"
-            f", so the last device call would overshoot it; pass --train_steps="
-            f"{trainer.train_steps // k * k or k} or {-(-trainer.train_steps // k) * k}.")
+    _check_whole_executions(trainer)
     if trainer.weight_decay_schedule == "step_with_lr" and len(trainer.lr_decay_boundaries) < 2:
         raise ConfigError(
             "--weight_decay_schedule=step_with_lr cuts weight decay x0.1 at the first "
@@ -346,20 +333,67 @@ def _check_combinations(config: RunConfig) -> None:
             "steps (e.g. --lr_decay_boundaries=2346,4692) or --weight_decay_schedule=constant.")
 
 
+# ---------------------------------------------------------------------------------------------
+# Device calls of --steps_per_execution steps: every rule about them, in one place.
+
+def _check_whole_executions(trainer: TrainerConfig) -> None:
+    """The last device call must end at --train_steps, not overshoot it."""
+    k = trainer.steps_per_execution
+    if trainer.train_steps % k:
+        raise ConfigError(
+            f"--train_steps={trainer.train_steps} is not a multiple of --steps_per_execution={k}"
+            f", so the last device call would overshoot it; pass --train_steps="
+            f"{trainer.train_steps // k * k or k} or {-(-trainer.train_steps // k) * k}.")
+
+
+def aligned_to_executions(config: RunConfig) -> RunConfig:
+    """The config with its intervals rounded up to multiples of --steps_per_execution.
+
+    Checkpoints, publishes and reloads happen between device calls of K steps,
+    so their intervals must be multiples of K; each rounding is printed.
+    """
+    k = config.trainer.steps_per_execution
+    if k == 1:
+        return config
+
+    def rounded(name, value):
+        up = -(-value // k) * k
+        if up != value:
+            print(f"group {config.group}: --{name}={value} is not a multiple of "
+                  f"--steps_per_execution={k}; using {up}", flush=True)
+        return up
+
+    trainer = dataclasses.replace(
+        config.trainer, steps_per_loop=rounded("steps_per_loop", config.trainer.steps_per_loop))
+    codistill = dataclasses.replace(config.codistill, reload_interval=rounded(
+        "reload_interval", config.codistill.reload_interval))
+    return dataclasses.replace(config, trainer=trainer, codistill=codistill)
+
+
+def check_resumes_between_executions(config: RunConfig, start_step: int) -> None:
+    """A resumed run's first device call must start where a call of the old run ended."""
+    k = config.trainer.steps_per_execution
+    if start_step % k:
+        raise ConfigError(
+            f"group {config.group} resumes from step {start_step}, which is not a multiple of "
+            f"--steps_per_execution={k}: device calls would miss the reload, checkpoint and "
+            f"last steps; resume with a --steps_per_execution that divides {start_step}.")
+
+
 def to_dict(config: RunConfig) -> dict:
     return dataclasses.asdict(config)
 
 
 def from_dict(values: dict) -> RunConfig:
-    """The RunConfig of ``to_dict``; keys a newer or older version lacks take defaults."""
+    """The RunConfig of ``to_dict``; keys a newer or older version lacks take defaults.
+
+    The task's sections stay dicts until ``tasks.resolve`` makes them its classes."""
     top = {f.name for f in knobs(RunConfig)}
     arguments = {k: v for k, v in values.items() if k in top}
-    task = arguments.get("task", RunConfig.task)
-    sections = {**SECTIONS, "model": model_section(task)}
-    for key, section in sections.items():
-        names = {f.name for f in dataclasses.fields(section)}
-        arguments[key] = section(**{k: _tuples(v) for k, v in (values.get(key) or {}).items()
-                                    if k in names})
+    for key, section in SECTIONS.items():
+        arguments[key] = section_from(section, values.get(key) or {}, key)
+    for key in TASK_SECTIONS:
+        arguments[key] = values.get(key)
     return RunConfig(**arguments)
 
 
@@ -386,6 +420,9 @@ def write_or_check(config: RunConfig) -> None:
     path = config.layout.config
     if tf.io.gfile.exists(path):
         saved = read(path)
+        if saved.task == config.task:
+            saved = dataclasses.replace(
+                saved, model=section_from(type(config.model), saved.model, "model"))
         for key in ("task", "model"):
             if _normalized(getattr(saved, key)) != _normalized(getattr(config, key)):
                 raise ConfigError(
@@ -396,15 +433,6 @@ def write_or_check(config: RunConfig) -> None:
         return
     tf.io.gfile.makedirs(config.group_dir)
     write_json(path, to_dict(config))
-
-
-def write_json(path: str, value) -> None:
-    """Writes JSON through a uniquely named temporary file and a rename: readers never see
-    half of it, and concurrent writers never share a temporary file."""
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=float)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _normalized(value):

@@ -35,7 +35,8 @@ from typing import Callable, Optional
 
 from absl import logging
 
-from tf_codistill.runner.config import ConfigError
+from tf_codistill.config import ConfigError
+from tf_codistill.config.files import unique_temporary
 
 HEARTBEAT_S = 2.0
 EXPIRE_HEARTBEATS = 10  # 20 s without renewal on another host; a dead pid here is stale at once
@@ -49,11 +50,6 @@ class LeaseHeld(ConfigError):
     def __init__(self, message: str, holder: dict):
         super().__init__(message)
         self.holder = holder
-
-
-def unique_temporary(path: str) -> str:
-    """A temporary name next to ``path`` that no other process or thread uses."""
-    return f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def describe(holder: dict) -> str:

@@ -8,7 +8,7 @@
         published/          the weights peers read, with a verified manifest (exchange.snapshots)
         logs/               TensorBoard; logs/codistill/ holds teacher reloads and staleness
         lease.json          its running owner (host, pid, since), renewed by a heartbeat
-                            (runner.lease); lease-worker-<i>.json per worker of a multi-worker group
+                            (utils.lease); lease-worker-<i>.json per worker of a multi-worker group
         metrics.json        written last: the group finished
         export/             the student as a SavedModel (written as export.tmp-*, then renamed)
       data/                 --prepare_demo_data's corpus and vocabulary (made once, under *.lease)
