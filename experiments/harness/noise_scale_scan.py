@@ -19,7 +19,7 @@ import sys
 from typing import Sequence
 
 from experiments.harness import lm_experiments
-from tf_codistill.runner import layout
+from tf_codistill.config import layout
 
 
 def resume_copy(group_dir: str, step: int, model_dir: str) -> None:
