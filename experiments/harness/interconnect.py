@@ -11,7 +11,10 @@ the arms do:
   * plain 1x: one group per machine, no link (the 1x arm's step, and its graph-mode step,
     which the sync group runs: XLA cannot compile its collectives on CPU);
   * the exchange: the package's publisher writes a snapshot on one side, the other polls
-    for it, copies it across the link and loads it with the verified read.
+    for it, copies it across the link and loads it with the verified read;
+  * the all-reduce alone: the student's gradient shapes summed between two workers, one per
+    side, without the step's compute (what the time model charges the 2x arm; see
+    ``summarize``).
 
 A training run keeps its processes for every bandwidth: the link is re-shaped between its
 loops (``--steps_per_loop``), read from the progress line each loop prints, so the
@@ -280,6 +283,17 @@ def make_seed_snapshots(variants: Variants, run_dir: str, timeout_s: float) -> l
     return published
 
 
+def _ask(worker, line) -> dict:
+    """Sends a line to a worker on stdin (None: nothing) and returns its JSON answer."""
+    if line is not None:
+        worker.stdin.write(f"{line}\n")
+        worker.stdin.flush()
+    answer = worker.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"a benchmark worker exited ({worker.wait()})")
+    return json.loads(answer)
+
+
 class Exchange:
     """A publisher on side 0 and a fetcher on side 1 (``exchange_worker``), kept running."""
 
@@ -297,18 +311,8 @@ class Exchange:
                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    text=True)
         for worker in (self._publisher, self._fetcher):
-            self._ask(worker, None)
+            _ask(worker, None)
         self._steps = itertools.count(1)
-
-    @staticmethod
-    def _ask(worker, step):
-        if step is not None:
-            worker.stdin.write(f"{step}\n")
-            worker.stdin.flush()
-        line = worker.stdout.readline()
-        if not line:
-            raise RuntimeError(f"exchange worker exited ({worker.wait()})")
-        return json.loads(line)
 
     def close(self) -> None:
         for worker in (self._publisher, self._fetcher):
@@ -318,8 +322,8 @@ class Exchange:
     def once(self) -> dict:
         """Publish a new step on side 0, then poll, copy and load it on side 1."""
         step = next(self._steps)
-        published = self._ask(self._publisher, step)
-        return {**published, **self._ask(self._fetcher, step)}
+        published = _ask(self._publisher, step)
+        return {**published, **_ask(self._fetcher, step)}
 
 
 PARTS = ("exchange", "allreduce", "sync2x", "codistill", "plain")
@@ -402,7 +406,7 @@ def time_allreduce(link, shapes: list, rates: list, repeats: int, per_block: int
                        f"--shapes={json.dumps(shapes)}"],
                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True))
     for worker in workers:
-        Exchange._ask(worker, None)
+        _ask(worker, None)
     records = []
     for repeat in range(repeats):
         shift = repeat % len(rates)
@@ -412,7 +416,7 @@ def time_allreduce(link, shapes: list, rates: list, repeats: int, per_block: int
             for worker in workers:
                 worker.stdin.write(f"{per_block}\n")
                 worker.stdin.flush()
-            answers = [json.loads(worker.stdout.readline()) for worker in workers]
+            answers = [_ask(worker, None) for worker in workers]  # both run the collectives
             records.append({"rate": _key(rate), "seconds": answers[0]["seconds"],
                             "link_bytes": sum(link.tx_bytes(side) for side in (0, 1)) - sent})
     for worker in workers:
