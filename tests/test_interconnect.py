@@ -140,3 +140,19 @@ def test_the_summary_subtracts_the_graph_step_and_scales_per_byte():
     assert summary["rows"]["unshaped"]["allreduce_s"] == pytest.approx(0.02)
     table = interconnect.format_table(summary)
     assert "0.1 Gb/s" in table and "unshaped" in table and "scaled" in table
+
+
+@needs_link
+@pytest.mark.slow  # two TensorFlow workers in the namespaces
+def test_the_all_reduce_alone_is_bounded_by_the_shaped_link(tmp_path):
+    shapes = [[1000, 256], [256]]  # 1.03 MB of float32
+    size = 4 * (1000 * 256 + 256)
+    with netns.Link() as link:
+        records = interconnect.time_allreduce(link, shapes, [RATE_GBPS, None], repeats=1,
+                                              per_block=3, log_prefix=str(tmp_path / "ar"))
+    assert link.is_gone()
+    slow, fast = records
+    assert (slow["rate"], fast["rate"]) == ("0.1", "unshaped")
+    for record in records:  # each worker sends its peer at least the tensors' bytes
+        assert record["link_bytes"] >= 2 * size * len(record["seconds"])
+    assert min(slow["seconds"]) >= (size - BURST_BYTES) * 8 / (RATE_GBPS * 1e9)
