@@ -38,6 +38,9 @@ flags.DEFINE_integer("sync_steps_per_loop", 25, "Steps of a sync and a 1x loop (
                      "codistilled loop is one reload interval).")
 flags.DEFINE_integer("plain_loops", 8, "Loops of the 1x runs (the first is not counted).")
 flags.DEFINE_integer("exchanges", 5, "Timed snapshot exchanges per bandwidth.")
+flags.DEFINE_integer("allreduces", 10, "All-reduces of the gradients alone per block.")
+flags.DEFINE_list("parts", list(interconnect.PARTS), "What to measure; records of a subset "
+                  "are merged into those already in <output>.json.")
 flags.DEFINE_string("arm_flagfile", "configs/experiment_hmm.flags",
                     "Train flags of every arm, relative to the repository.")
 flags.DEFINE_multi_string("extra_flag", [], "Train flags added after the flagfile's.")
@@ -72,6 +75,27 @@ def _write_json(path, data):
         json.dump(data, f, indent=1)
 
 
+def _portable(train_flags):
+    """Train flags with the repository's path dropped (another checkout measures the same)."""
+    return [flag.split("configs/")[-1] for flag in train_flags]
+
+
+def _merged_with_earlier(result: dict) -> dict:
+    """A run of some --parts keeps the other parts' records of <output>.json (same flags)."""
+    if set(FLAGS.parts) == set(interconnect.PARTS) or not os.path.exists(f"{FLAGS.output}.json"):
+        return result
+    with open(f"{FLAGS.output}.json") as f:
+        earlier = json.load(f)
+    if _portable(earlier["flags"]) != _portable(result["flags"]):
+        raise app.UsageError(f"{FLAGS.output}.json was measured with other train flags "
+                             f"({earlier['flags']}); pass another --output.")
+    earlier.pop("summary", None)
+    commands = earlier.get("commands", [earlier["command"]])
+    return {**earlier, **{k: v for k, v in result.items() if k != "records"},
+            "commands": [*commands, result["command"]],
+            "records": {**earlier["records"], **result["records"]}}
+
+
 def summarize_and_print(result: dict, start: float) -> None:
     """Adds the summary to <output>.json and writes <output>.txt: the command and the table."""
     result["summary"] = interconnect.summarize(result["records"], result["parameter_bytes"])
@@ -82,7 +106,8 @@ def summarize_and_print(result: dict, start: float) -> None:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC, "
                 f"{result['seconds'] / 60:.0f} min, load average at the end "
                 f"{result['load_average'][0]:.1f} on {os.cpu_count()} CPUs\n"
-                f"$ {result['command']}\n{table}\n")
+                + "".join(f"$ {c}\n" for c in result.get("commands", [result["command"]]))
+                + f"{table}\n")
 
 
 def main(argv):
@@ -105,12 +130,13 @@ def main(argv):
     result = interconnect.run(
         train_flags, parse_rates(FLAGS.rates), FLAGS.work_dir, repeats=FLAGS.repeats,
         sync_steps_per_loop=FLAGS.sync_steps_per_loop, plain_loops=FLAGS.plain_loops,
-        exchanges=FLAGS.exchanges,
+        exchanges=FLAGS.exchanges, allreduces=FLAGS.allreduces, parts=FLAGS.parts,
         distill_fraction=None if FLAGS.distill_fraction < 0 else FLAGS.distill_fraction,
         echo=lambda line: print(line, flush=True))
     command = "python " + shlex.join(sys.argv)
     result = {"command": command, "start_unix_time": start, "seconds": time.time() - start,
               "load_average": os.getloadavg(), **result}
+    result = _merged_with_earlier(result)
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     _write_json(f"{FLAGS.output}.json", result)  # the raw records first, whatever follows
     summarize_and_print(result, start)

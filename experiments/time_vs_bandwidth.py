@@ -5,8 +5,9 @@ r"""Time to target against the bandwidth between the machines, 3 seeds.
         --link=benchmarks/results/interconnect.json
     # -> experiments/results/time_vs_bandwidth.{json,png}, and the table printed
 
-Steps to the target per arm and seed come from a time-to-target run's curves; the cost of a
-step at each bandwidth from benchmarks/interconnect.py (see experiments/harness/bandwidth.py
+Steps to the target per arm and seed come from a time-to-target run's curves; a step's
+compute from that run's timings (--compute=curves) or the link benchmark's (--compute=link);
+what the link adds at each bandwidth from benchmarks/interconnect.py (see experiments/harness/bandwidth.py
 for the time model). The PNG is codistillation's time over the best synchronous arm's on the
 same machines against bandwidth, the crossover marked.
 """
@@ -30,6 +31,9 @@ flags.DEFINE_string("curves", os.path.join(
 flags.DEFINE_string("link", os.path.join(REPO, "benchmarks", "results", "interconnect.json"),
                     "A benchmarks/interconnect.py result.")
 flags.DEFINE_float("target_loss", 0.0, "0: the loss every seed of the 1x arm reaches.")
+flags.DEFINE_enum("compute", "curves", bandwidth.COMPUTE_SOURCES, "A step's compute: "
+                  "as the time-to-target run timed it (each arm alone) or as the link "
+                  "benchmark did (beside the link measurements, on however loaded a machine).")
 flags.DEFINE_string("output_dir", os.path.join(REPO, "experiments", "results"), "")
 flags.DEFINE_string("name", "time_vs_bandwidth", "Name of the JSON and PNG written.")
 
@@ -54,8 +58,8 @@ def main(argv):
     if missing:
         raise app.UsageError(f"{FLAGS.curves} has no curves of {sorted(missing)}.")
     interval = _reload_interval(curves)
-    table = bandwidth.time_table(curves["arm_curves"], link, interval,
-                                 FLAGS.target_loss or None)
+    table = bandwidth.time_table(curves, link, interval, FLAGS.target_loss or None,
+                                 FLAGS.compute)
     print(bandwidth.format_table(table))
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     path = os.path.join(FLAGS.output_dir, FLAGS.name)

@@ -24,7 +24,8 @@ def test_times_ratios_and_the_crossover():
               bandwidth.CODISTILL: {0: _curve(700), 1: _curve(900)}}
     link = {"summary": {"rows": {"0.1": _row(0.2, 0.1, 5.0), "1": _row(0.02, 0.1, 0.5),
                                  "10": _row(0.0, 0.1, 0.0)}}}
-    table = bandwidth.time_table(curves, link, reload_interval=50, target=1.0)
+    table = bandwidth.time_table({"arm_curves": curves}, link, reload_interval=50, target=1.0,
+                                 compute="link")
     slow, fast = table["rows"]["0.1"], table["rows"]["10"]
     # 0.1 Gb/s: 1x 1000 x 0.1 = 100 s beats 2x 500 x 0.3 = 150 s; codistill 800 x 0.2 = 160 s
     assert slow["best_sync"] == bandwidth.SYNC_1X
@@ -50,7 +51,10 @@ def test_an_arm_that_never_reaches_the_target_has_no_time():
     curves = {bandwidth.SYNC_1X: {0: _curve(1000)}, bandwidth.SYNC_2X: {0: _curve(500)},
               bandwidth.CODISTILL: {0: [{"step": 0, "loss": 2.0}, {"step": 10, "loss": 1.5}]}}
     link = {"summary": {"rows": {"1": _row(0.02, 0.1, 0.5)}}}
-    table = bandwidth.time_table(curves, link, reload_interval=50, target=1.0)
+    timed = {"plain": {"values_s": [0.1, 0.1]}, "codistill": {"values_s": [0.1, 0.1]}}
+    table = bandwidth.time_table({"arm_curves": curves, "step_times": timed}, link,
+                                 reload_interval=50, target=1.0)
+    assert table["rows"]["1"]["times_s"][bandwidth.SYNC_2X]["mid"] == pytest.approx(60)
     assert table["rows"]["1"]["times_s"][bandwidth.CODISTILL] is None
     assert table["rows"]["1"]["ratio"] is None
     assert "never" in bandwidth.format_table(table)

@@ -121,17 +121,38 @@ def test_the_summary_subtracts_the_graph_step_and_scales_per_byte():
         "plain_graph": [{"counted": True, "step_s": s} for s in (0.07, 0.08, 0.09)],
         "sync2x": loops("0.1", 0.3, 0.28, 0.33) + loops("unshaped", 0.09, 0.1, 0.11),
         "codistill": loops("0.1", 0.05, 0.06, 0.07) + loops("unshaped", 0.05, 0.05, 0.05),
-        "exchange": {"0.1": [exchange] * 3, "unshaped": [exchange] * 3}}
+        "exchange": {"0.1": [exchange] * 3, "unshaped": [exchange] * 3},
+        "allreduce": [{"rate": "0.1", "seconds": [0.2, 0.22, 0.5], "link_bytes": 9e6},
+                      {"rate": "0.1", "seconds": [0.21, 0.23, 0.25], "link_bytes": 9e6},
+                      {"rate": "unshaped", "seconds": [0.02] * 3, "link_bytes": 9e6}]}
     summary = interconnect.summarize(records, param_bytes=1_500_000)
     slow = summary["rows"]["0.1"]
     assert slow["plain_step_s"] == {"min": 0.04, "median": 0.05, "max": 0.06, "n": 3}
-    assert slow["allreduce_s"] == pytest.approx(0.30 - 0.08)
-    assert slow["sync2x_step_s"] == pytest.approx(0.05 + 0.22)
+    assert slow["mwms_minus_graph_s"] == pytest.approx(0.30 - 0.08)
+    assert slow["allreduce_s"] == pytest.approx((0.22 + 0.23) / 2)  # the blocks' medians
+    assert slow["allreduce_link_bytes"] == pytest.approx(3e6)
+    assert slow["sync2x_step_s"] == pytest.approx(0.05 + 0.225)
     assert slow["sync2x_link_bytes_per_step"] == pytest.approx(2e6)
     assert slow["exchange_s"] == pytest.approx(0.36)
     scaled = slow["scaled_to_paper_lm"]
-    assert scaled["allreduce_s"] == pytest.approx(0.22 * 177.7e6 / 1.5e6)
+    assert scaled["allreduce_s"] == pytest.approx(0.225 * 177.7e6 / 1.5e6)
     assert scaled["exchange_s"] == pytest.approx(0.36 * 177.7e6 / 1.5e6)
     assert summary["rows"]["unshaped"]["allreduce_s"] == pytest.approx(0.02)
     table = interconnect.format_table(summary)
     assert "0.1 Gb/s" in table and "unshaped" in table and "scaled" in table
+
+
+@needs_link
+@pytest.mark.slow  # two TensorFlow workers in the namespaces
+def test_the_all_reduce_alone_is_bounded_by_the_shaped_link(tmp_path):
+    shapes = [[1000, 256], [256]]  # 1.03 MB of float32
+    size = 4 * (1000 * 256 + 256)
+    with netns.Link() as link:
+        records = interconnect.time_allreduce(link, shapes, [RATE_GBPS, None], repeats=1,
+                                              per_block=3, log_prefix=str(tmp_path / "ar"))
+    assert link.is_gone()
+    slow, fast = records
+    assert (slow["rate"], fast["rate"]) == ("0.1", "unshaped")
+    for record in records:  # each worker sends its peer at least the tensors' bytes
+        assert record["link_bytes"] >= 2 * size * len(record["seconds"])
+    assert min(slow["seconds"]) >= (size - BURST_BYTES) * 8 / (RATE_GBPS * 1e9)

@@ -1,17 +1,19 @@
 """Time to target against the bandwidth between machines: steps from curves, steps' cost from a link.
 
 Each arm's steps to the target come from the seeds' curves of a time-to-target run
-(``experiments/time_to_target.py``); what one step costs at each bandwidth comes from
-``benchmarks/interconnect.py`` on a shaped veth pair:
+(``experiments/time_to_target.py``); a step's compute from one of two timings
+(``compute``): the time-to-target run's own (each arm's step timed alone, the default) or
+the link benchmark's (timed while the link was measured); what the link adds at each
+bandwidth from ``benchmarks/interconnect.py`` on a shaped veth pair:
 
   * sync 1x (one machine): the 1x step;
-  * sync 2x (two machines): the 1x step plus what the link adds to a two-worker step
-    (the measured all-reduce);
-  * 2-way codistillation (two machines): a codistilled group's step at that bandwidth plus
-    one snapshot exchange (publish, poll, copy across, load) every reload interval, charged
-    as if training waited for it (it runs in the background, so this is an upper bound).
+  * sync 2x (two machines): the 1x step plus the measured all-reduce of the gradients
+    between two workers over the link;
+  * 2-way codistillation (two machines): a codistilled group's step plus one snapshot
+    exchange (publish, poll, copy across, load) every reload interval, charged as if
+    training waited for it (it runs in the background, so this is an upper bound).
 
-Spreads: steps over seeds (min/max) times step times over timing repeats (min/max).
+Spreads: steps over seeds (min/max) times step times over timing runs (min/max).
 """
 
 from __future__ import annotations
@@ -41,24 +43,48 @@ def _range(values: Sequence[float]) -> dict:
     return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
 
 
-def arm_step_seconds(row: dict, reload_interval: int) -> dict:
-    """{arm: {min, median, max}} seconds per step at one bandwidth (interconnect summary row)."""
-    plain, codistill = row["plain_step_s"], row["codistill_step_s"]
+COMPUTE_SOURCES = ("curves", "link")
+
+
+def compute_seconds(source: str, curves: dict, row: dict) -> dict:
+    """{"plain", "codistill": {min, median, max}} seconds of a step's compute on one machine:
+    the time-to-target run's timings (``curves``' step_times) or the link benchmark's
+    (its summary ``row`` at one bandwidth)."""
+    if source == "curves":
+        return {name: _spread(curves["step_times"][name]["values_s"])
+                for name in ("plain", "codistill")}
+    if source == "link":
+        return {"plain": row["plain_step_s"], "codistill": row["codistill_step_s"]}
+    raise ValueError(f"compute={source!r}: choose one of {COMPUTE_SOURCES}.")
+
+
+def _spread(values):
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
+
+
+def arm_step_seconds(compute: dict, row: dict, reload_interval: int) -> dict:
+    """{arm: {min, median, max}} seconds per step at one bandwidth: ``compute`` (see
+    ``compute_seconds``) plus what the link adds (interconnect summary ``row``)."""
+    plain, codistill = compute["plain"], compute["codistill"]
     exchange = row["exchange_s"] / reload_interval
     return {SYNC_1X: dict(plain),
             SYNC_2X: {k: plain[k] + row["allreduce_s"] for k in ("min", "median", "max")},
             CODISTILL: {k: codistill[k] + exchange for k in ("min", "median", "max")}}
 
 
-def time_table(arm_curves: dict, link: dict, reload_interval: int,
-               target: float | None = None) -> dict:
+def time_table(curves: dict, link: dict, reload_interval: int,
+               target: float | None = None, compute: str = "curves") -> dict:
     """Time to ``target`` (default: the loss every seed of the 1x arm reaches) per arm and
-    bandwidth, with codistillation's ratio to the best synchronous arm at each bandwidth."""
+    bandwidth, with codistillation's ratio to the best synchronous arm at each bandwidth.
+    ``curves``: a time-to-target result (its ``arm_curves`` and ``step_times``)."""
+    arm_curves = curves["arm_curves"]
     target = reachable_loss(arm_curves[SYNC_1X]) if target is None else target
     steps = {arm: steps_to(arm_curves[arm], target) for arm in (SYNC_1X, SYNC_2X, CODISTILL)}
     rows = {}
     for rate, link_row in link["summary"]["rows"].items():
-        per_step = arm_step_seconds(link_row, reload_interval)
+        per_step = arm_step_seconds(compute_seconds(compute, curves, link_row), link_row,
+                                    reload_interval)
         times = {}
         for arm, seeds in steps.items():
             if any(s is None for s in seeds):
@@ -72,7 +98,7 @@ def time_table(arm_curves: dict, link: dict, reload_interval: int,
         rows[rate] = {"times_s": times, "best_sync": best, "ratio": None if mine is None else {
             "low": mine["low"] / theirs["high"], "mid": mine["mid"] / theirs["mid"],
             "high": mine["high"] / theirs["low"]}}
-    return {"target_loss": target,
+    return {"target_loss": target, "compute": compute,
             "steps": {arm: {"per_seed": s, **(_range(s) if None not in s else {})}
                       for arm, s in steps.items()},
             "rows": rows, "crossover_gbps": crossover(rows)}
@@ -99,7 +125,8 @@ def crossover(rows: dict) -> dict:
 
 
 def format_table(table: dict) -> str:
-    lines = [f"time to {table['target_loss']:.4f} (s): seeds' mean steps x median step "
+    lines = [f"time to {table['target_loss']:.4f} (s), compute timed by the {table['compute']} "
+             "run: seeds' mean steps x median step "
              "[seeds' min x fastest repeat, max x slowest]; ratio: codistillation / the "
              "best sync arm at that bandwidth",
              f"{'link':>9} {'sync 1x (1 machine)':>24} {'sync 2x (2 machines)':>24} "

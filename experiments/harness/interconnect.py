@@ -11,7 +11,10 @@ the arms do:
   * plain 1x: one group per machine, no link (the 1x arm's step, and its graph-mode step,
     which the sync group runs: XLA cannot compile its collectives on CPU);
   * the exchange: the package's publisher writes a snapshot on one side, the other polls
-    for it, copies it across the link and loads it with the verified read.
+    for it, copies it across the link and loads it with the verified read;
+  * the all-reduce alone: the student's gradient shapes summed between two workers, one per
+    side, without the step's compute (what the time model charges the 2x arm; see
+    ``summarize``).
 
 A training run keeps its processes for every bandwidth: the link is re-shaped between its
 loops (``--steps_per_loop``), read from the progress line each loop prints, so the
@@ -123,6 +126,7 @@ class LoopTimer:
         with open(log_path, "w") as log:
             for line in process.stdout:
                 log.write(line)
+                log.flush()
                 match = PROGRESS.match(line)
                 if not match or int(match.group(1)) != self._group:
                     continue
@@ -279,6 +283,17 @@ def make_seed_snapshots(variants: Variants, run_dir: str, timeout_s: float) -> l
     return published
 
 
+def _ask(worker, line) -> dict:
+    """Sends a line to a worker on stdin (None: nothing) and returns its JSON answer."""
+    if line is not None:
+        worker.stdin.write(f"{line}\n")
+        worker.stdin.flush()
+    answer = worker.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"a benchmark worker exited ({worker.wait()})")
+    return json.loads(answer)
+
+
 class Exchange:
     """A publisher on side 0 and a fetcher on side 1 (``exchange_worker``), kept running."""
 
@@ -296,18 +311,8 @@ class Exchange:
                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    text=True)
         for worker in (self._publisher, self._fetcher):
-            self._ask(worker, None)
+            _ask(worker, None)
         self._steps = itertools.count(1)
-
-    @staticmethod
-    def _ask(worker, step):
-        if step is not None:
-            worker.stdin.write(f"{step}\n")
-            worker.stdin.flush()
-        line = worker.stdout.readline()
-        if not line:
-            raise RuntimeError(f"exchange worker exited ({worker.wait()})")
-        return json.loads(line)
 
     def close(self) -> None:
         for worker in (self._publisher, self._fetcher):
@@ -317,48 +322,107 @@ class Exchange:
     def once(self) -> dict:
         """Publish a new step on side 0, then poll, copy and load it on side 1."""
         step = next(self._steps)
-        published = self._ask(self._publisher, step)
-        return {**published, **self._ask(self._fetcher, step)}
+        published = _ask(self._publisher, step)
+        return {**published, **_ask(self._fetcher, step)}
+
+
+PARTS = ("exchange", "allreduce", "sync2x", "codistill", "plain")
 
 
 def run(flags: Sequence[str], rates_gbps: Sequence[float | None], work_dir: str,
         repeats: int = 3, sync_steps_per_loop: int = 25, plain_loops: int = 8,
-        exchanges: int = 5, distill_fraction: float | None = None,
-        timeout_s: float = 3600.0, echo=print) -> dict:
-    """Every variant at every bandwidth (None: unshaped), ``repeats`` counted loops each."""
+        exchanges: int = 5, allreduces: int = 10, distill_fraction: float | None = None,
+        parts: Sequence[str] = PARTS, timeout_s: float = 3600.0, echo=print) -> dict:
+    """The ``parts`` at every bandwidth (None: unshaped): raw records by part."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"parts {sorted(unknown)} are not known; choose from {PARTS}.")
     variants = Variants(flags, distill_fraction)
     os.makedirs(work_dir, exist_ok=True)
     echo("seed snapshots (one step of each codistilled group) ...")
     seeds = make_seed_snapshots(variants, f"{work_dir}/setup", timeout_s)
     loops = schedule(list(rates_gbps), repeats)
     stamp = time.strftime("%H%M%S")
-    records = {"exchange": {}}
+    records = {}
     with netns.Link() as link:
-        echo("exchanges: publish, poll, copy across the link, load ...")
-        exchange = Exchange(link, seeds[0], f"{work_dir}/exchange_{stamp}")
-        for rate in rates_gbps:
-            link.shape(rate)
-            exchange.once()  # a first exchange opens connections and warms caches
-            records["exchange"][_key(rate)] = [exchange.once() for _ in range(exchanges)]
-        exchange.close()
-        echo(f"sync 2x: one two-worker run, {len(loops)} loops of {sync_steps_per_loop} steps ...")
-        records["sync2x"] = time_sync2x(link, variants, f"{work_dir}/sync2x_{stamp}", loops,
-                                        sync_steps_per_loop, timeout_s)
-        echo(f"codistill: two groups, {len(loops)} loops of {variants.reload_interval} steps ...")
-        records["codistill"] = time_codistill(link, variants, f"{work_dir}/codistill_{stamp}",
-                                              loops, timeout_s, seeds)
-        link.shape(None)
-        echo(f"plain 1x, XLA and graph mode side by side, {plain_loops} loops ...")
-        records.update(time_plain(link, variants, f"{work_dir}/plain_{stamp}", plain_loops,
-                                  sync_steps_per_loop, timeout_s))
+        if "exchange" in parts:
+            echo("exchanges: publish, poll, copy across the link, load ...")
+            exchange = Exchange(link, seeds[0], f"{work_dir}/exchange_{stamp}")
+            records["exchange"] = {}
+            for rate in rates_gbps:
+                link.shape(rate)
+                exchange.once()  # a first exchange opens connections and warms caches
+                records["exchange"][_key(rate)] = [exchange.once() for _ in range(exchanges)]
+            exchange.close()
+        if "allreduce" in parts:
+            echo(f"all-reduce of the gradients alone: {repeats} blocks of {allreduces} "
+                 "per bandwidth ...")
+            records["allreduce"] = time_allreduce(
+                link, _variable_shapes(seeds[0]), list(rates_gbps), repeats, allreduces,
+                f"{work_dir}/allreduce_{stamp}")
+        if "sync2x" in parts:
+            echo(f"sync 2x: one two-worker run, {len(loops)} loops of {sync_steps_per_loop} "
+                 "steps ...")
+            records["sync2x"] = time_sync2x(link, variants, f"{work_dir}/sync2x_{stamp}",
+                                            loops, sync_steps_per_loop, timeout_s)
+        if "codistill" in parts:
+            echo(f"codistill: two groups, {len(loops)} loops of {variants.reload_interval} "
+                 "steps ...")
+            records["codistill"] = time_codistill(
+                link, variants, f"{work_dir}/codistill_{stamp}", loops, timeout_s, seeds)
+        if "plain" in parts:
+            link.shape(None)
+            echo(f"plain 1x, XLA and graph mode side by side, {plain_loops} loops ...")
+            records.update(time_plain(link, variants, f"{work_dir}/plain_{stamp}",
+                                      plain_loops, sync_steps_per_loop, timeout_s))
     if not link.is_gone():
         raise RuntimeError("a namespace of the link outlived it")
-    param_bytes = student_parameter_bytes(os.path.dirname(seeds[0]))
     return {"rates_gbps": [_key(r) for r in rates_gbps], "records": records,
-            "parameter_bytes": param_bytes, "flags": list(flags),
-            "distill_fraction": distill_fraction, "repeats": repeats,
+            "parameter_bytes": student_parameter_bytes(os.path.dirname(seeds[0])),
+            "flags": list(flags), "distill_fraction": distill_fraction, "repeats": repeats,
             "sync_steps_per_loop": sync_steps_per_loop,
             "codistill_steps_per_loop": variants.reload_interval}
+
+
+def _variable_shapes(published_dir: str) -> list[list[int]]:
+    """The shapes of the weights a group publishes: its student's, what it all-reduces."""
+    with open(os.path.join(published_dir, "manifest.json")) as f:
+        return [v["shape"] for v in json.load(f)["checkpoints"][0]["variables"]]
+
+
+def time_allreduce(link, shapes: list, rates: list, repeats: int, per_block: int,
+                   log_prefix: str) -> list[dict]:
+    """Blocks of ``per_block`` all-reduces of tensors of ``shapes`` between two workers, one
+    per side (``allreduce_worker``), at each rate in turn (rotated every repeat)."""
+    port = next(_ports)
+    cluster = [f"{address}:{port}" for address in netns.ADDRESSES]
+    workers = []
+    for side in (0, 1):
+        env = worker_env({"cluster": {"worker": cluster},
+                          "task": {"type": "worker", "index": side}})
+        with open(f"{log_prefix}.worker{side}.log", "w") as log:
+            workers.append(link.popen(
+                side, [sys.executable, "-m", "experiments.harness.allreduce_worker",
+                       f"--shapes={json.dumps(shapes)}"],
+                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True))
+    for worker in workers:
+        _ask(worker, None)
+    records = []
+    for repeat in range(repeats):
+        shift = repeat % len(rates)
+        for rate in [*rates[shift:], *rates[:shift]]:
+            link.shape(rate)
+            sent = sum(link.tx_bytes(side) for side in (0, 1))
+            for worker in workers:
+                worker.stdin.write(f"{per_block}\n")
+                worker.stdin.flush()
+            answers = [_ask(worker, None) for worker in workers]  # both run the collectives
+            records.append({"rate": _key(rate), "seconds": answers[0]["seconds"],
+                            "link_bytes": sum(link.tx_bytes(side) for side in (0, 1)) - sent})
+    for worker in workers:
+        worker.stdin.close()
+        worker.wait(timeout=120)
+    return records
 
 
 def _key(rate: float | None) -> str:
@@ -375,9 +439,10 @@ def summarize(records: dict, param_bytes: int) -> dict:
     exchange, the per-byte costs, and those scaled to the paper's LM snapshot (labelled).
 
     The 2x arm's step as the time model charges it is the 1x arm's step (XLA, as the
-    arms train) plus what the link adds to a two-worker step: the graph-mode
-    MultiWorkerMirroredStrategy step minus the graph-mode 1x step (XLA cannot compile the
-    collectives on CPU).
+    arms train) plus the measured all-reduce of the gradients alone (the median of the
+    blocks' median). The two-worker group's own step is reported beside it: on a shared
+    2-core machine its compute swings with the load more than the link moves it, so its
+    difference to the graph-mode 1x step (``mwms_minus_graph_s``) is shown, not used.
     """
     def counted(name, rate=None):
         return [r for r in records[name] if r["counted"] and (rate is None or r["rate"] == rate)]
@@ -394,11 +459,19 @@ def summarize(records: dict, param_bytes: int) -> dict:
                  for part in ("publish_s", "poll_s", "transfer_s", "load_s")}
         exchange_s = statistics.median(
             e["publish_s"] + e["poll_s"] + e["transfer_s"] + e["load_s"] for e in exchanges)
-        allreduce_s = max(sync["median"] - plain_graph["median"], 0.0)
+        blocks = [statistics.median(r["seconds"]) for r in records["allreduce"]
+                  if r["rate"] == rate]
+        allreduce = spread(blocks)
+        allreduce_s = allreduce["median"]
         rows[rate] = {
             "plain_step_s": plain, "plain_graph_step_s": plain_graph,
             "sync2x_mwms_step_s": sync, "codistill_step_s": codistill,
-            "allreduce_s": allreduce_s, "sync2x_step_s": plain["median"] + allreduce_s,
+            "mwms_minus_graph_s": sync["median"] - plain_graph["median"],
+            "allreduce_block_s": allreduce, "allreduce_s": allreduce_s,
+            "allreduce_link_bytes": statistics.median(
+                r["link_bytes"] / len(r["seconds"]) for r in records["allreduce"]
+                if r["rate"] == rate),
+            "sync2x_step_s": plain["median"] + allreduce_s,
             "sync2x_link_bytes_per_step": statistics.median(
                 r["link_bytes"] for r in syncs) / _steps_per_loop(records["sync2x"]),
             "exchange_bytes": snapshot, "exchange_parts_s": parts, "exchange_s": exchange_s,
@@ -417,26 +490,30 @@ def _steps_per_loop(loop_records: list[dict]) -> int:
 
 def format_table(summary: dict) -> str:
     """Measured (ms) and, right of the bar, scaled to the paper's LM snapshot (s)."""
-    lines = [f"parameters {summary['parameter_bytes'] / 1e6:.2f} MB float32. Steps: mean "
-             "step of a loop, min/median/max over the counted loops (ms). all-reduce = 2-worker MWMS step "
-             "- 1x step, both graph mode; sync 2x = 1x XLA step + all-reduce. exchange = "
-             "publish + poll + copy + load, median (ms). scaled = measured per-byte cost x "
+    lines = [f"parameters {summary['parameter_bytes'] / 1e6:.2f} MB float32; ms, "
+             "min/median/max over counted loops (steps) or blocks (all-reduce). 1x: one "
+             "machine's step (XLA; graph mode). MWMS: the 2x arm's two-worker step, graph "
+             "mode. all-reduce: the gradients alone, 2 workers, and MB on the link per "
+             "all-reduce. sync 2x = 1x XLA + all-reduce. codistill: a codistilled group's step "
+             "(one reload and publish per loop). exchange: publish + poll + copy + load "
+             "(median) and MB on the link. Right of the bar: measured per-byte cost x "
              f"{PAPER_SNAPSHOT_BYTES / 1e6:.1f} MB (the paper's LM; scaled, not measured), s.",
-             f"{'link':>9} {'1x XLA':>12} {'1x graph':>12} {'MWMS 2-worker':>14} "
-             f"{'codistill':>12} {'all-red':>7} {'2x':>5} {'MB/step':>7} {'exchange':>8} "
-             f"{'MB':>5} | {'all-red s':>9} {'exchange s':>10}"]
+             f"{'link':>9} {'1x XLA':>12} {'1x graph':>12} {'MWMS 2-worker':>16} "
+             f"{'all-reduce':>14} {'MB':>5} {'sync 2x':>7} {'codistill':>12} {'exchange':>8} "
+             f"{'MB':>5} | {'all-reduce s':>12} {'exchange s':>10}"]
     for rate, row in summary["rows"].items():
         label = "unshaped" if rate == "unshaped" else f"{rate} Gb/s"
         scaled = row["scaled_to_paper_lm"]
         lines.append(
             f"{label:>9} {_ms(row['plain_step_s']):>12} {_ms(row['plain_graph_step_s']):>12} "
-            f"{_ms(row['sync2x_mwms_step_s']):>14} {_ms(row['codistill_step_s']):>12} "
-            f"{1e3 * row['allreduce_s']:>7.1f} {1e3 * row['sync2x_step_s']:>5.0f} "
-            f"{row['sync2x_link_bytes_per_step'] / 1e6:>7.2f} {1e3 * row['exchange_s']:>8.1f} "
-            f"{row['exchange_bytes'] / 1e6:>5.2f} | {scaled['allreduce_s']:>9.2f} "
+            f"{_ms(row['sync2x_mwms_step_s']):>16} {_ms(row['allreduce_block_s']):>14} "
+            f"{row['allreduce_link_bytes'] / 1e6:>5.2f} {1e3 * row['sync2x_step_s']:>7.0f} "
+            f"{_ms(row['codistill_step_s']):>12} {1e3 * row['exchange_s']:>8.1f} "
+            f"{row['exchange_bytes'] / 1e6:>5.2f} | {scaled['allreduce_s']:>12.2f} "
             f"{scaled['exchange_s']:>10.2f}")
     return "\n".join(lines)
 
 
 def _ms(s: dict) -> str:
-    return f"{1e3 * s['min']:.0f}/{1e3 * s['median']:.0f}/{1e3 * s['max']:.0f}"
+    digits = 1 if s["max"] < 0.1 else 0
+    return "/".join(f"{1e3 * s[k]:.{digits}f}" for k in ("min", "median", "max"))

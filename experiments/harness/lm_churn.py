@@ -15,9 +15,11 @@ from tf_codistill.config import layout
 MEASURES = ("mean_abs_diff", "top1_disagreement")
 
 
-def arm_models(root: str, seeds: Sequence[int], lr_scaling: str = "sqrt") -> dict:
-    """{arm label: {seed: final group dir}} of the finished arms under ``root`` (a
-    codistillation run counts as two models: group 0 and group 1, listed apart)."""
+def arm_models(root: str, seeds: Sequence[int], lr_scaling: str = "sqrt",
+               step: int | None = None) -> dict:
+    """{arm label: {seed: group dir}} under ``root`` of the finished arms, or with ``step``
+    of those that kept a checkpoint at that step (a codistillation run counts as two
+    models: group 0 and group 1, listed apart)."""
     arms = {"sync SGD, batch 1x": lambda s: lm_experiments.sync_arm(1, s, 0, 0.0),
             "sync SGD, batch 2x": lambda s: lm_experiments.sync_arm(2, s, 0, 0.0, lr_scaling)}
     models = {label: {s: arm(s).group_dirs(root)[0] for s in seeds}
@@ -25,14 +27,19 @@ def arm_models(root: str, seeds: Sequence[int], lr_scaling: str = "sqrt") -> dic
     for group in (0, 1):
         models[f"2-way codistillation, group {group}"] = {
             s: lm_experiments.codistill_arm(s).group_dirs(root)[group] for s in seeds}
-    return {label: {s: d for s, d in dirs.items()
-                    if os.path.exists(layout.GroupLayout(d).metrics)}
-            for label, dirs in models.items()}
+    def ready(group_dir):
+        if step is None:
+            return os.path.exists(layout.GroupLayout(group_dir).metrics)
+        return (os.path.isdir(group_dir)
+                and step in evaluation.checkpoint_steps(group_dir))
+
+    return {label: {s: d for s, d in dirs.items() if ready(d)} for label, dirs in models.items()}
 
 
-def churn_across_seeds(models: dict, reference_dir: str) -> dict:
-    """Every arm's pairwise churn across seeds, scored on ``reference_dir``'s held-out
-    streams: per pair and mean +- half range over the pairs."""
+def churn_across_seeds(models: dict, reference_dir: str, step: int | None = None) -> dict:
+    """Every arm's pairwise churn across seeds (their final checkpoints, or those at
+    ``step``), scored on ``reference_dir``'s held-out streams: per pair and mean +- half
+    range over the pairs."""
     import tensorflow as tf
 
     evaluator = evaluation.Evaluator(evaluation.load_run_config(reference_dir),
@@ -43,7 +50,9 @@ def churn_across_seeds(models: dict, reference_dir: str) -> dict:
         if len(seeds) < 2:
             result[label] = {"seeds": seeds, "pairs": {}}
             continue
-        pairs = evaluator.churn([evaluation.latest_checkpoint(dirs[s]) for s in seeds])
+        pairs = evaluator.churn([evaluation.latest_checkpoint(dirs[s]) if step is None
+                                 else evaluation.checkpoint_steps(dirs[s])[step]
+                                 for s in seeds])
         named = {f"{seeds[i]}-{seeds[j]}": values for (i, j), values in pairs.items()}
         result[label] = {"seeds": seeds, "pairs": named, **{
             measure: churn.mean_and_half_range([v[measure] for v in named.values()])
