@@ -27,7 +27,7 @@ from tf_codistill.runner import evaluation
 SYNC_1X = "sync SGD, batch 1x (baseline)"
 SYNC_2X = "sync SGD, batch 2x (lr x sqrt 2)"
 CODISTILL = "2-way codistillation"
-GOAL = 0.7  # codistillation's time over the best sync arm's the issue of record asks for
+GOAL = 0.7  # the goal: codistillation's time at most this share of the best sync arm's
 
 
 def reachable_loss(curves: dict) -> float:
