@@ -14,6 +14,7 @@ set of runs can be compared afterwards on one common held-out stream.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -30,6 +31,12 @@ from tf_codistill.config import layout
 from tf_codistill import tasks
 
 _CHECKPOINT_NUMBER = re.compile(r"-(\d+)$")
+
+
+def held_out_batches(task, strategy: tf.distribute.Strategy, steps: int | None):
+    """The task's held-out batches distributed by ``strategy``: ``steps`` of them, or one
+    pass when ``steps`` is None."""
+    return itertools.islice(strategy.distribute_datasets_from_function(task.eval_dataset), steps)
 
 
 def load_run_config(group_dir: str) -> config_lib.RunConfig:
@@ -167,10 +174,7 @@ def ensemble_loss(task, strategy: tf.distribute.Strategy, members: Sequence[kera
                 for t in per_replica]
 
     total, count = 0.0, 0.0
-    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
-    for index, batch in enumerate(dataset):
-        if steps is not None and index >= steps:
-            break
+    for batch in held_out_batches(task, strategy, steps):
         batch_total, batch_count = step(batch)
         total += float(batch_total)
         count += float(batch_count)
@@ -238,10 +242,7 @@ def teacher_agreement(task, strategy: tf.distribute.Strategy, student: keras.Mod
     def step(batch):
         strategy.run(replica_step, args=(batch,))
 
-    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
-    for index, batch in enumerate(dataset):
-        if steps is not None and index >= steps:
-            break
+    for batch in held_out_batches(task, strategy, steps):
         step(batch)
     if not float(covered.result()):
         return {}
@@ -287,10 +288,7 @@ def pairwise_churn(task, strategy: tf.distribute.Strategy, members: Sequence[ker
     def step(batch):
         strategy.run(replica_step, args=(batch,))
 
-    dataset = strategy.distribute_datasets_from_function(task.eval_dataset)
-    for index, batch in enumerate(dataset):
-        if steps is not None and index >= steps:
-            break
+    for batch in held_out_batches(task, strategy, steps):
         step(batch)
     return {pair: {"mean_abs_diff": float(differences[pair].result()),
                    "top1_disagreement": float(disagreements[pair].result())}
