@@ -12,7 +12,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tf_codistill.core.model import CodistillModel
-from tf_codistill.core.noise_scale import GradientNoiseScale, signed_halves, squared_norm
+from tf_codistill.core.noise_scale import (WARMUP_STEPS, GradientNoiseScale, signed_halves,
+                                           squared_norm)
 
 DIM, NOISE_VAR, BATCH = 4, 1.0, 32
 OFFSET = np.array([1.0, 0.0, 0.0, 0.0], "float32")  # u = w - w*, |u|^2 = 1
@@ -32,13 +33,30 @@ def _squared_error(y, prediction):
     return 0.5 * tf.square(prediction - y)
 
 
-def _model(true_weights, interval, learning_rate=0.0):
+def _model(true_weights, interval, learning_rate=0.0, warmup_steps=None):
+    """The least-squares model at fixed weights; ``warmup_steps`` other than the default's
+    replaces its telemetry (call in the strategy's scope)."""
     student = keras.Sequential([keras.layers.Dense(
         1, use_bias=False, input_shape=(DIM,),
         kernel_initializer=keras.initializers.Constant((true_weights + OFFSET)[:, None]))])
     model = CodistillModel(student, noise_scale_interval=interval)
+    if warmup_steps is not None:
+        model.noise_scale = GradientNoiseScale(interval, warmup_steps)
     model.compile(keras.optimizers.SGD(learning_rate), loss=_squared_error)
     return model
+
+
+def _measured_steps(strategy, interval, steps, warmup_steps=None):
+    """The optimizer steps whose measurement entered the averages."""
+    true_weights, data = _least_squares(steps)
+    with strategy.scope():
+        model = _model(true_weights, interval, warmup_steps=warmup_steps)
+    weights = []
+    model.fit(data, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: weights.append(
+            float(model.noise_scale._weight.numpy())))])
+    return [step for step, weight in enumerate(weights)
+            if weight != (weights[step - 1] if step else 0.0)]
 
 
 def _measured(strategy, interval, steps):
@@ -58,16 +76,18 @@ def test_the_estimate_is_within_20_percent_of_the_truth(replicas, mirrored_strat
     assert logs["noise_scale"] == pytest.approx(TRUE_TRACE / TRUE_GRADIENT_SQ, rel=0.2)
 
 
-def test_one_replica_measures_every_interval_steps_only():
-    true_weights, data = _least_squares(steps=7)
-    model = _model(true_weights, interval=4)
-    assert np.isnan(model.noise_scale.result()["noise_scale"])
-    model.fit(data.take(1), verbose=0)  # step 0: measured
-    after_first = float(model.noise_scale._weight.numpy())
-    model.fit(data.skip(1).take(3), verbose=0)  # steps 1-3: not
-    assert float(model.noise_scale._weight.numpy()) == after_first > 0
-    model.fit(data.skip(4).take(1), verbose=0)  # step 4: measured
-    assert float(model.noise_scale._weight.numpy()) > after_first
+def test_one_replica_measures_every_interval_steps_from_the_warm_up_on():
+    strategy = tf.distribute.get_strategy()
+    assert _measured_steps(strategy, interval=4, steps=13, warmup_steps=5) == [8, 12]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_nothing_is_measured_before_the_warm_up(replicas, mirrored_strategy):
+    """A freshly initialized model's gradient can be 1,000x what it is a few steps later (the
+    demo's LSTM): averaged in by size, a step-0 measurement would stand for the whole run."""
+    strategy = mirrored_strategy if replicas == 2 else tf.distribute.get_strategy()
+    steps = WARMUP_STEPS + 2
+    assert _measured_steps(strategy, interval=1, steps=steps) == [WARMUP_STEPS, WARMUP_STEPS + 1]
 
 
 def test_telemetry_leaves_training_as_it_was(mirrored_strategy):
@@ -106,6 +126,8 @@ def test_a_sparse_gradient_is_measured_as_its_dense_sum():
         float(tf.reduce_sum(dense ** 2)) + 3)
 
 
-def test_a_bad_interval_is_refused():
+def test_a_bad_interval_or_warm_up_is_refused():
     with pytest.raises(ValueError, match="interval must be an integer >= 1"):
         GradientNoiseScale(0)
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
+        GradientNoiseScale(1, warmup_steps=-1)

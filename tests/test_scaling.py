@@ -6,6 +6,7 @@ import tf_keras as keras
 
 from tests.helpers import tiny_models
 from tf_codistill.core.model import CodistillModel
+from tf_codistill.core.noise_scale import GradientNoiseScale
 from tf_codistill.runner import scaling
 from tf_codistill.runner.callbacks import AllReduceTimer
 from tf_codistill.runner.summary import GROUP_NOTES, GroupResult
@@ -77,6 +78,7 @@ def test_the_timer_times_the_steps_gradients_sparse_ones_sparse(mirrored_strateg
     x, y, _ = tiny_models.sequence_data()
     with mirrored_strategy.scope():
         model = CodistillModel(tiny_models.token_tagger(0), noise_scale_interval=1)
+        model.noise_scale = GradientNoiseScale(1, warmup_steps=0)  # its 6 steps all measured
         model.compile(keras.optimizers.SGD(0.1))
     timer = AllReduceTimer(mirrored_strategy, model.noise_scale)
     model.fit(x, y, batch_size=8, epochs=3, steps_per_epoch=2, callbacks=[timer], verbose=0)

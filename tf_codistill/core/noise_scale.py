@@ -20,7 +20,10 @@ otherwise). Where the two sizes come from:
 
 Each estimate goes into its own exponential moving average (bias-corrected, like Adam's moments,
 over about ``AVERAGING_STEPS`` steps); the reported noise scale is the ratio of the averages,
-since one step's |G|^2 estimate is noisy and can be negative. Batch sizes count rows (for a
+since one step's |G|^2 estimate is noisy and can be negative. Measuring starts at optimizer
+step ``WARMUP_STEPS``: the averages weigh each estimate by its size, and the gradient of a freshly
+initialized model is orders of magnitude larger than a few steps later, so a measurement at
+step 0 would stand for the noise scale for thousands of steps. Batch sizes count rows (for a
 language model, streams); multiply by the tokens of a row for tokens.
 """
 
@@ -34,6 +37,11 @@ import tensorflow as tf
 # long enough that a one-replica run measuring every 50 steps averages ~10 measurements, short
 # enough to follow the noise scale as it grows while the loss falls.
 AVERAGING_STEPS = 500
+# Optimizer steps before the first measurement. The demo's LSTM LM (configs/demo.flags) gave
+# tr(Sigma) ~ 1,100 rows' worth at step 0, 7-90 at steps 1-5 and 0.5-6 from step 10 to 300;
+# averaged in, the step-0 estimate alone set the noise scale a one-replica run reported for
+# all its 800 steps (2,048 and 660 rows for two seeds, ~300 for both without it).
+WARMUP_STEPS = 50
 # The train logs the measurement adds (``GradientNoiseScale.result``).
 NOISE_SCALE_LOGS = ("noise_scale", "grad_norm_sq", "grad_trace_cov")
 
@@ -47,13 +55,17 @@ class GradientNoiseScale(tf.Module):
     Args:
       interval: with one replica, steps between measurements from two half batches (each one
         extra backward pass of the student); several replicas measure every step.
+      warmup_steps: optimizer steps before the first measurement (``WARMUP_STEPS``).
     """
 
-    def __init__(self, interval: int, name: str = "gradient_noise_scale"):
+    def __init__(self, interval: int, warmup_steps: int = WARMUP_STEPS,
+                 name: str = "gradient_noise_scale"):
         super().__init__(name=name)
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be an integer >= 1, got {interval!r}.")
+        for what, value, least in (("interval", interval, 1), ("warmup_steps", warmup_steps, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{what} must be an integer >= {least}, got {value!r}.")
         self.interval = interval
+        self.warmup_steps = warmup_steps
         self.payload = []  # what the train step all-reduces, for timing it alone (payload())
         with self.name_scope:
             self._gradient_sq = _replicated_scalar("gradient_sq")
@@ -67,7 +79,7 @@ class GradientNoiseScale(tf.Module):
           grads: this replica's gradients of the objective divided by the replica count; the
             first ``student_count`` are the student's, the only ones measured.
           local_rows: rows of this replica's batch.
-          step: the optimizer step (for the one-replica interval).
+          step: the optimizer step (for the warm-up and the one-replica interval).
           half_difference: with one replica, a function returning the student's gradients
             signed by half (d above); called every ``interval`` steps in a ``tf.cond``.
         """
@@ -82,7 +94,8 @@ class GradientNoiseScale(tf.Module):
             local_mean = reduced.pop()  # the replicas' mean |G_b|^2 (local grads are / R)
             self._measure_two_sizes(local_mean, squared_norm(_student(reduced, grads,
                                                                       student_count)),
-                                    tf.cast(local_rows, tf.float32), replicas, steps=1)
+                                    tf.cast(local_rows, tf.float32), replicas,
+                                    self._warmed_up(step))
         else:
             reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
             self._measure_halves(grads[:student_count], local_rows, step, half_difference)
@@ -93,29 +106,35 @@ class GradientNoiseScale(tf.Module):
         rows = tf.cast(rows, tf.int64)
         due = tf.logical_and(tf.equal(tf.cast(step, tf.int64) % self.interval, 0),
                              tf.logical_and(rows >= 2, tf.equal(rows % 2, 0)))
+        due = tf.logical_and(due, self._warmed_up(step))
 
         def measure():
             full_sq, difference_sq = squared_norm(student_grads), squared_norm(half_difference())
             self._update(full_sq - difference_sq, tf.cast(rows, tf.float32) * difference_sq,
-                         self.interval)
+                         steps=self.interval)
             return tf.constant(True)
 
         tf.cond(due, measure, lambda: tf.constant(False))
 
-    def _measure_two_sizes(self, small_sq, big_sq, small_batch, replicas, steps):
+    def _warmed_up(self, step):
+        return tf.cast(step, tf.int64) >= self.warmup_steps
+
+    def _measure_two_sizes(self, small_sq, big_sq, small_batch, replicas, counts):
         big_batch = small_batch * replicas
         gradient_sq = (big_batch * big_sq - small_batch * small_sq) / (big_batch - small_batch)
         trace = (small_sq - big_sq) / (1.0 / small_batch - 1.0 / big_batch)
-        self._update(gradient_sq, trace, steps)
+        self._update(gradient_sq, trace, steps=1, counts=counts)
 
-    def _update(self, gradient_sq, trace, steps):
-        """One measurement into the averages; a non-finite one (a float16 overflow) is skipped."""
+    def _update(self, gradient_sq, trace, steps, counts=True):
+        """One measurement into the averages, unless it ``counts`` not (the warm-up) or is not
+        finite (a float16 overflow)."""
         keep = (1.0 - 1.0 / AVERAGING_STEPS) ** steps
-        finite = tf.logical_and(tf.math.is_finite(gradient_sq), tf.math.is_finite(trace))
-        keep = tf.where(finite, keep, 1.0)
+        used = tf.logical_and(tf.logical_and(tf.math.is_finite(gradient_sq),
+                                             tf.math.is_finite(trace)), counts)
+        keep = tf.where(used, keep, 1.0)
         for variable, value in ((self._gradient_sq, gradient_sq), (self._trace, trace),
                                 (self._weight, 1.0)):
-            value = tf.where(finite, tf.cast(value, tf.float32), 0.0)
+            value = tf.where(used, tf.cast(value, tf.float32), 0.0)
             variable.assign(keep * variable + (1.0 - keep) * value)
 
     def result(self) -> dict:
