@@ -1,5 +1,7 @@
 """CheckpointPeers: frozen teacher copies fed from published peer weights."""
 
+import re
+
 import numpy as np
 import pytest
 import tf_keras as keras
@@ -8,6 +10,7 @@ import tf_codistill as tc
 from tests.helpers import tiny_models as tiny
 from tf_codistill.exchange import snapshots
 from tf_codistill.exchange.peers import BackgroundPublisher, CheckpointPeers, named_weights
+from tf_codistill.runner.callbacks import ProgressLogger
 
 
 def _wait_for_snapshot(peers, step):
@@ -52,7 +55,7 @@ def test_published_weights_become_the_frozen_teacher(tmp_path, flavour):
         for a, b in zip(before, teacher.get_weights()):
             np.testing.assert_array_equal(a, b)
         stats = peers.stats()
-        assert stats["teacher_reloads"] == 1 and stats["teacher_staleness_steps"] == 10
+        assert stats["teacher_reloads"] == 1 and stats["peer_steps"] == {0: 40}
         assert stats["peer_bytes_read"] > 0
         # A newer snapshot is swapped in by the reload callback that fit adds.
         newer = tiny.classifier(8, flavour=flavour)
@@ -232,7 +235,7 @@ def _expected_teacher_steps(steps, interval, offset, delay):
 
 @pytest.mark.parametrize("offset, delay", [(0, 0), (2, 0), (2, 4)])
 def test_reloads_fall_offset_after_the_publishes_and_the_teacher_age_is_counted(
-        tmp_path, offset, delay):
+        tmp_path, offset, delay, capsys):
     interval, steps, burn_in = 5, 20, 3
     peers = CheckpointPeers([str(tmp_path / "peer")], lambda: tiny.classifier(3),
                             reload_interval=interval, reload_offset=offset, poll_interval_s=60)
@@ -242,12 +245,20 @@ def test_reloads_fall_offset_after_the_publishes_and_the_teacher_age_is_counted(
         model.compile(keras.optimizers.SGD(0.1))
         model(x)  # builds the student; the teacher copy is built by the first train step
         model.fit(x, y, batch_size=16, epochs=steps, verbose=0,
-                  callbacks=[_LockstepPeer(str(tmp_path / "peer"), peers, interval, delay)])
+                  callbacks=[_LockstepPeer(str(tmp_path / "peer"), peers, interval, delay),
+                             ProgressLogger(1, steps, 16, "examples", peers)])  # a line a step
         stats = peers.stats()
     finally:
         peers.close()
     # Step s starts from s - 1 updates: a teacher holding the peer's step p is s - 1 - p old.
     held, loads = _expected_teacher_steps(steps, interval, offset, delay)
+    # The progress line after step s: the age step s + 1 trains at, rising between reloads
+    # (not the age right after the worst reload so far, which read as "teacher staleness").
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.search(r"(no teacher yet|teacher -?\d+ steps old)", line)[1]
+            for line in lines[:-1]] == [f"teacher {s - held[s + 1]} steps old"
+                                        if s + 1 in held else "no teacher yet"
+                                        for s in range(1, steps)]
     ages = [s - 1 - p for s, p in held.items() if s - 1 >= burn_in]
     assert stats["teacher_reloads"] == loads
     assert stats["teacher_age_counted_steps"] == len(ages)

@@ -61,8 +61,8 @@ def test_without_a_measurement_the_run_says_so():
     advice = scaling.advise(noise_scale=None, batch_rows=32, name=3)
     assert advice["adding_workers"] is None
     assert advice["lines"] == [
-        "group 3: the gradient noise scale was not measured (--noise_scale_interval=0, or too "
-        "few steps to estimate |G|^2 > 0): no scaling advice."]
+        "group 3: the gradient noise scale was not measured (--noise_scale_interval=0, no step "
+        "past its warm-up, or too few to estimate |G|^2 > 0): no scaling advice."]
 
 
 def test_the_closing_summary_note_recomputes_from_metrics_json_under_the_groups_name():

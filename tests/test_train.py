@@ -20,7 +20,7 @@ from tf_codistill.tasks.clusters import ClustersModelSection
 CLUSTERS = ["--task=clusters", "--batch_size=32", "--num_classes=8", "--hidden_units=32",
             "--eval_steps=0"]
 REQUIRED_METRICS = {"global_step", "train_loss", "eval_loss", "distill_loss",
-                    "teacher_reloads", "teacher_staleness_steps", "peer_bytes_read",
+                    "teacher_reloads", "teacher_age_mean_steps", "peer_bytes_read",
                     "reload_latency_s"}
 
 
@@ -135,7 +135,7 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
         assert m["global_step"] == 200 and m["peer_bytes_read"] > 0
         assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 200
         scalars = tensorboard_scalars(tmp_path / f"group_{group}" / "logs" / "codistill")
-        assert {"teacher_reloads", "teacher_staleness_steps", "teacher_age_mean_steps",
+        assert {"teacher_reloads", "teacher_age_steps", "teacher_age_mean_steps",
                 "examples_per_second", "noise_scale", "grad_norm_sq"} <= scalars
         assert m["noise_scale"] > 0 and m["grad_trace_cov"] > 0  # one replica: half batches
         if m["teacher_reloads"]:  # ages are counted from the first loaded teacher on; a

@@ -136,9 +136,8 @@ def run_experiment(name: str, *, root: str, output_dir: str, common_flags: Seque
 
 
 MEASURED_KEYS = ("global_step", "eval_loss", "train_seconds", "step_time_median_s",
-                 "step_time_p95_s", "teacher_reloads", "teacher_staleness_steps",
-                 "teacher_age_mean_steps", "teacher_age_max_steps", "teacher_age_min_steps",
-                 "teacher_age_counted_steps",
+                 "step_time_p95_s", "teacher_reloads", "teacher_age_mean_steps",
+                 "teacher_age_max_steps", "teacher_age_min_steps", "teacher_age_counted_steps",
                  "reload_interval", "reload_offset", "peer_bytes_read",
                  "teacher_top1_agreement", "teacher_prob_abs_diff",
                  "teacher_total_variation")

@@ -111,8 +111,10 @@ class TrainerConfig:
         50, "Measure the gradient noise scale (B_simple, McCandlish et al. 2018: the batch past "
         "which a larger one stops saving steps) while training: with one replica every this "
         "many steps, from the batch's two halves (one more backward pass of the student); "
-        "with several replicas every step, from their gradients before the all-reduce. "
-        "In the progress lines, TensorBoard and metrics.json. 0: off.", valid=AT_LEAST_0)
+        "with several replicas every step, from their gradients before the all-reduce; not "
+        "in the first 50 steps (core.noise_scale.WARMUP_STEPS), whose gradients would outweigh "
+        "the rest. In the progress lines, TensorBoard and metrics.json. 0: off.",
+        valid=AT_LEAST_0)
 
 
 @dataclasses.dataclass(frozen=True)

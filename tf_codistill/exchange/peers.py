@@ -144,7 +144,6 @@ class CheckpointPeers(TeacherSource):
                                                       staleness_warning_s)
         self._pending: dict[int, snapshots.PeerSnapshot] = {}
         self.peer_steps: dict[int, int] = {}
-        self.max_staleness_steps = 0
         self.swaps = 0
         self.max_staleness = max_staleness
         self.final_step = final_step
@@ -228,8 +227,6 @@ class CheckpointPeers(TeacherSource):
             self._received_at[index] = own_step
             self.swaps += 1
         self._note_publishes(publishes, own_step)
-        for step in self.peer_steps.values():
-            self.max_staleness_steps = max(self.max_staleness_steps, own_step - step)
         self._drop_stale_peers(own_step)
         return len(ready)
 
@@ -275,9 +272,11 @@ class CheckpointPeers(TeacherSource):
                                 self.peer_steps[index], own_step)
 
     def stats(self) -> dict:
+        """Reloads, the teacher's age (how many steps each distilling step's copies were behind
+        this student: mean, max, min over the steps after burn-in), each peer's step held and
+        bytes read, drops."""
         poller = self._poller.stats()
         return {"teacher_reloads": self.swaps,
-                "teacher_staleness_steps": self.max_staleness_steps,
                 "teacher_age_mean_steps": (self._age_sum / self._age_count
                                            if self._age_count else None),
                 "teacher_age_max_steps": self._age_max,

@@ -71,9 +71,9 @@ class StepTimer(keras.callbacks.Callback):
 
 
 class ProgressLogger(keras.callbacks.Callback):
-    """One line per loop: step of the total, losses, tokens (or examples) per second,
-    staleness, and the time left at the pace of the loops since the first (which also
-    traces and compiles)."""
+    """One line per loop: step of the total, losses, tokens (or examples) per second, the
+    teacher's age (``teacher_age``), and the time left at the pace of the loops since the
+    first (which also traces and compiles)."""
 
     def __init__(self, group, total_steps, units_per_step, unit, teacher, writer=None):
         super().__init__()
@@ -94,12 +94,12 @@ class ProgressLogger(keras.callbacks.Callback):
         steps = self.params.get("steps") or 1
         self._loops.append((steps, seconds))
         step = int(self.model.optimizer.iterations.numpy())
-        staleness = self._teacher.stats().get("teacher_staleness_steps")
         line = (f"group {self._group} step {step}/{self._total_steps}: loss {logs['loss']:.4f} "
                 f"task {logs['task_loss']:.4f} distill {logs['distill_loss']:.4f} "
                 f"{steps * self._units_per_step / seconds:,.0f} {self._unit}/s")
-        if staleness is not None:
-            line += f" teacher staleness {staleness} steps"
+        age = teacher_age(self._teacher.stats(), step)
+        if age:
+            line += f" {age}"
         if math.isfinite(logs.get("noise_scale", math.nan)):
             line += f" noise scale {logs['noise_scale']:,.0f} rows"
         if step < self._total_steps:
@@ -123,8 +123,9 @@ class ProgressLogger(keras.callbacks.Callback):
                         if math.isfinite(logs.get(name, math.nan))})
         stats = self._teacher.stats()
         if stats:
+            now = teacher_age_now(stats, step)
             scalars.update(teacher_reloads=stats["teacher_reloads"],
-                           teacher_staleness_steps=stats["teacher_staleness_steps"],
+                           teacher_age_steps=now if now is not None else 0.0,
                            teacher_age_mean_steps=stats["teacher_age_mean_steps"] or 0.0,
                            peer_bytes_read=stats["peer_bytes_read"],
                            peers_dropped=stats.get("peers_dropped", 0),
@@ -133,6 +134,33 @@ class ProgressLogger(keras.callbacks.Callback):
             for name, value in scalars.items():
                 tf.summary.scalar(name, value)
         self._writer.flush()
+
+
+def teacher_age_now(stats: dict, step: int) -> int | None:
+    """How many steps the oldest peer copy in use is behind a student at ``step`` (the age
+    the next step distills at); None while no peer copy is loaded or in use."""
+    held = [peer_step for peer, peer_step in stats.get("peer_steps", {}).items()
+            if peer not in stats.get("dropped_peers", ())]
+    return step - min(held) if held else None
+
+
+def teacher_age(stats: dict, step: int) -> str:
+    """The progress line's teacher: its age now, and over the distilling steps so far; "" for
+    a teacher source without checkpoint peers (``stats`` empty).
+
+    The age goes up by one every step and falls back at each reload: with the defaults, 5 to 54
+    steps for peers that keep pace, so a loop's last step (a multiple of 50) shows about 50.
+    """
+    if not stats:
+        return ""
+    now = teacher_age_now(stats, step)
+    if now is None:
+        return "teacher off (peers silent)" if stats.get("peer_steps") else "no teacher yet"
+    phrase = f"teacher {now} steps old"
+    if stats.get("teacher_age_mean_steps") is not None:
+        phrase += (f" (mean {stats['teacher_age_mean_steps']:.0f}, "
+                   f"max {stats['teacher_age_max_steps']})")
+    return phrase
 
 
 def format_duration(seconds: float) -> str:

@@ -280,7 +280,6 @@ class Group:
             "step_time_median_s": None,
             "step_time_p95_s": None,
             "teacher_reloads": 0,
-            "teacher_staleness_steps": 0,
             "peers_dropped": 0,
             "teacher_dropped_steps": 0,
             "teacher_age_mean_steps": None,

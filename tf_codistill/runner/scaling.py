@@ -52,7 +52,8 @@ def advise(*, noise_scale: float | None, batch_rows: int, units_per_row: int = 1
               "doubled_workers_time": None, "adding_workers": None, "try_codistillation": None}
     if noise_scale is None:
         advice["lines"] = [f"group {name}: the gradient noise scale was not measured "
-                           "(--noise_scale_interval=0, or too few steps to estimate |G|^2 > 0): "
+                           "(--noise_scale_interval=0, no step past its warm-up, or too few "
+                           "to estimate |G|^2 > 0): "
                            "no scaling advice."]
         return advice
     steps = doubled_batch_steps(noise_scale, batch_rows)
