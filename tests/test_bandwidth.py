@@ -58,3 +58,20 @@ def test_an_arm_that_never_reaches_the_target_has_no_time():
     assert table["rows"]["1"]["times_s"][bandwidth.CODISTILL] is None
     assert table["rows"]["1"]["ratio"] is None
     assert "never" in bandwidth.format_table(table)
+
+
+def test_no_ratio_when_no_synchronous_arm_reaches_the_target():
+    never = [{"step": 0, "loss": 2.0}, {"step": 10, "loss": 1.5}]
+    curves = {bandwidth.SYNC_1X: {0: never}, bandwidth.SYNC_2X: {0: never},
+              bandwidth.CODISTILL: {0: _curve(700)}}
+    link = {"summary": {"rows": {"1": _row(0.02, 0.1, 0.5), "10": _row(0.0, 0.1, 0.0)}}}
+    table = bandwidth.time_table({"arm_curves": curves}, link, reload_interval=50, target=1.0,
+                                 compute="link")
+    row = table["rows"]["1"]
+    assert row["best_sync"] is None and row["ratio"] is None
+    assert row["times_s"][bandwidth.CODISTILL]["mid"] == pytest.approx(700 * 0.11)
+    assert table["crossover_gbps"] == {
+        "gbps": None, "between": None,
+        "codistillation": "has no ratio: no synchronous arm reached the target"}
+    text = bandwidth.format_table(table)
+    assert "never" in text and "no synchronous arm reached the target" in text

@@ -299,6 +299,49 @@ def test_the_launcher_says_which_groups_already_run_and_exits_2(tmp_path, capsys
     assert not (tmp_path / "group_1" / "metrics.json").exists()
 
 
+# A child that ignores SIGTERM: it writes its pid once it does, then sleeps.
+STUBBORN_CHILD = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                  "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)")
+
+
+def test_ctrl_c_on_the_launcher_leaves_no_group_process_alive(tmp_path, monkeypatch):
+    """Ctrl-C while the groups run: SIGTERM, then SIGKILL past the grace period, all reaped.
+    The groups are cheap python sleepers that ignore SIGTERM (the worst case)."""
+    from tf_codistill.cluster import local
+    pid_files = [tmp_path / f"child_{g}.pid" for g in range(2)]
+    monkeypatch.setattr(local, "group_command", lambda path, group: [
+        sys.executable, "-c", STUBBORN_CHILD, str(pid_files[group])])
+    monkeypatch.setattr(local, "STOP_GRACE_S", 0.3, raising=False)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def interrupt_when_started():
+        deadline = time.monotonic() + 30
+        while not all(f.exists() and f.read_text() for f in pid_files):
+            if time.monotonic() > deadline:
+                return  # the children never started: the launcher's wait is not interrupted
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    config = config_lib.RunConfig(task="clusters", model_dir=str(tmp_path / "run"),
+                                  num_groups=2)
+    pids = []
+    try:
+        threading.Thread(target=interrupt_when_started, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            local.run_local_groups(config)
+        pids = [int(f.read_text()) for f in pid_files]
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):  # neither running nor a zombie
+                os.kill(pid, 0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_a_lease_held_message_names_its_holder_and_nothing_else_does(tmp_path):
     path = str(tmp_path / "lease.json")
     with lease_lib.Lease(path, "group 2") as held:

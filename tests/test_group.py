@@ -82,6 +82,27 @@ def test_a_rerun_resumes_and_a_finished_group_returns_its_metrics(tmp_path, caps
     assert longer["global_step"] == 30
 
 
+def test_a_group_has_one_summary_writer_however_many_fits_and_closes_it(tmp_path,
+                                                                          monkeypatch):
+    created = []
+
+    def create_file_writer(*args, **kwargs):
+        created.append(create(*args, **kwargs))
+        return created[-1]
+
+    create = tf.summary.create_file_writer
+    monkeypatch.setattr(tf.summary, "create_file_writer", create_file_writer)
+    with tc.Group(str(tmp_path), 0, 2, train_steps=10) as group:
+        model = tc.CodistillModel(tiny.classifier(0))
+        model.compile(keras.optimizers.SGD(0.1))
+        group.restore(model)
+        for _ in range(3):  # e.g. a fit per phase of the user's own loop
+            group.callbacks(model)
+        assert len(created) == 1
+    with pytest.raises(RuntimeError, match="already closed"):
+        created[0].as_default()
+
+
 def test_groups_are_seeded_like_the_train_command(tmp_path):
     with tc.Group(str(tmp_path), 1, 2, train_steps=10, seed=3) as group:
         assert group.seed == config_lib.RunConfig(group=1, trainer=config_lib.TrainerConfig(

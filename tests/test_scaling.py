@@ -38,6 +38,14 @@ def test_far_below_the_noise_scale_one_worker_is_told_to_add_workers():
     assert "no link between machines was measured" in text
 
 
+@pytest.mark.parametrize("interval, words", [
+    (1, "every batch"), (2, "every 2nd batch"), (3, "every 3rd batch"), (11, "every 11th batch"),
+    (21, "every 21st batch"), (112, "every 112th batch"), (None, "every K-th batch")])
+def test_the_measured_batches_are_named_in_plain_english(interval, words):
+    advice = scaling.advise(noise_scale=100.0, batch_rows=32, interval=interval)
+    assert f"from the two halves of {words};" in "\n".join(advice["lines"])
+
+
 def test_past_the_noise_scale_with_a_costly_all_reduce_codistillation_is_worth_trying():
     advice = scaling.advise(noise_scale=20.0, batch_rows=64, workers=2, replicas=2,
                             allreduce_share=0.25, allreduce_seconds=0.013, step_seconds=0.052)

@@ -1,6 +1,7 @@
 """The task registry: built-in names, a task of one's own as package.module:Name, and
 the errors that say what to fix."""
 
+import sys
 import textwrap
 
 import pytest
@@ -80,6 +81,28 @@ def test_a_task_that_cannot_be_used_is_a_config_error_saying_what_to_fix(
         own_module, name, message):
     with pytest.raises(config_lib.ConfigError, match=message):
         tasks.task_class(name.format(own=own_module))
+
+
+@pytest.mark.parametrize("source, task, message", [
+    ("import no_such_dependency.io\n", "unimportable_tasks:T",
+     r"module 'unimportable_tasks' does not import because it imports 'no_such_dependency', "
+     r"which is not installed; install it \(pip install no_such_dependency, or"),
+    ("", "no_such_package.tasks:T",  # the task's own package is not on the path
+     r"module 'no_such_package.tasks' does not import \(No module named 'no_such_package'\); "
+     r"put its directory on PYTHONPATH"),
+    ("import unimportable_tasks.helpers\n", "unimportable_tasks:T",  # its own, not there
+     r"does not import \(ModuleNotFoundError: No module named 'unimportable_tasks.helpers'"
+     r".*\); fix what its import raises"),
+], ids=["a dependency is missing", "the task's package is not found",
+        "a module of its own package is missing"])
+def test_a_task_module_that_does_not_import_says_whether_to_install_or_fix_the_path(
+        tmp_path, monkeypatch, source, task, message):
+    (tmp_path / "unimportable_tasks.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "unimportable_tasks", raising=False)
+    with pytest.raises(config_lib.ConfigError, match=message) as refused:
+        tasks.task_class(task)
+    assert ("PYTHONPATH" in str(refused.value)) == ("no_such_package" in task)
 
 
 def test_a_section_of_another_class_is_refused_naming_the_right_one():

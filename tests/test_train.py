@@ -148,6 +148,36 @@ def test_two_groups_run_as_two_processes_and_exchange_weights(tmp_path):
     assert max(m["distill_loss"] for m in metrics) > 0
 
 
+CURVES = {"group 0 (codistilled)": [{"step": 50, "loss": 2.0}, {"step": 100, "loss": 1.5}],
+          "baseline (no distillation)": [{"step": 50, "loss": 2.1}, {"step": 100, "loss": 1.7}]}
+
+
+def test_the_curves_png_is_written_through_tf_io_gfile_to_a_bucket_like_path():
+    from tf_codistill.runner import curves
+    path = f"ram://curves-{os.getpid()}/run/curves.png"  # not a local path: open() fails
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    curves.plot(CURVES, path, "held-out loss")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        assert f.read().startswith(b"\x89PNG")
+
+
+def test_a_curves_png_interrupted_mid_render_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    from matplotlib import figure
+    from tf_codistill.runner import curves
+    path = tmp_path / "curves.png"
+    path.write_bytes(b"the previous picture")
+
+    def killed_mid_write(self, target, **kwargs):
+        target.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figure.Figure, "savefig", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        curves.plot(CURVES, str(path), "held-out loss")
+    assert path.read_bytes() == b"the previous picture"
+    assert os.listdir(tmp_path) == ["curves.png"]
+
+
 def tensorboard_scalars(directory):
     names = set()
     for path in directory.glob("events.out.tfevents.*"):

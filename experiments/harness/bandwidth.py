@@ -93,11 +93,13 @@ def time_table(curves: dict, link: dict, reload_interval: int,
             s, t = _range(seeds), per_step[arm]
             times[arm] = {"low": s["min"] * t["min"], "mid": s["mean"] * t["median"],
                           "high": s["max"] * t["max"], "step_s": t}
-        best = min((a for a in (SYNC_1X, SYNC_2X) if times[a]), key=lambda a: times[a]["mid"])
-        mine, theirs = times[CODISTILL], times[best]
-        rows[rate] = {"times_s": times, "best_sync": best, "ratio": None if mine is None else {
-            "low": mine["low"] / theirs["high"], "mid": mine["mid"] / theirs["mid"],
-            "high": mine["high"] / theirs["low"]}}
+        reached = [a for a in (SYNC_1X, SYNC_2X) if times[a]]
+        best = min(reached, key=lambda a: times[a]["mid"]) if reached else None
+        mine, theirs = times[CODISTILL], times[best] if best else None
+        rows[rate] = {"times_s": times, "best_sync": best,
+                      "ratio": None if mine is None or theirs is None else {
+                          "low": mine["low"] / theirs["high"], "mid": mine["mid"] / theirs["mid"],
+                          "high": mine["high"] / theirs["low"]}}
     return {"target_loss": target, "compute": compute,
             "steps": {arm: {"per_seed": s, **(_range(s) if None not in s else {})}
                       for arm, s in steps.items()},
@@ -113,6 +115,9 @@ def crossover(rows: dict) -> dict:
     log bandwidth between measured links; 'below'/'above' when it stays on one side."""
     points = sorted(((_gbps(r), row["ratio"]["mid"]) for r, row in rows.items()
                      if row["ratio"]), key=lambda p: p[0])
+    if not points:
+        return {"gbps": None, "between": None,
+                "codistillation": f"has no ratio: {_no_ratio_reason(rows)}"}
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         if (y0 - 1) * (y1 - 1) <= 0 and y0 != y1:
             if math.isinf(x1):
@@ -122,6 +127,14 @@ def crossover(rows: dict) -> dict:
             return {"gbps": gbps, "between": [x0, x1]}
     side = "wins" if points and points[-1][1] < 1 else "loses"
     return {"gbps": None, "between": None, "codistillation": f"{side} at every bandwidth"}
+
+
+def _no_ratio_reason(rows: dict) -> str:
+    if not rows:
+        return "no link was measured"
+    if any(row["best_sync"] is None for row in rows.values()):
+        return "no synchronous arm reached the target"
+    return "it never reached the target"
 
 
 def format_table(table: dict) -> str:
@@ -138,7 +151,7 @@ def format_table(table: dict) -> str:
         ratio_text = "-" if ratio is None else (
             f"{ratio['mid']:.2f} [{ratio['low']:.2f}-{ratio['high']:.2f}]"
             + (" tie" if ratio["low"] <= 1 <= ratio["high"] else ""))
-        best = "1x" if row["best_sync"] == SYNC_1X else "2x"
+        best = {SYNC_1X: "1x", SYNC_2X: "2x", None: "none"}[row["best_sync"]]
         lines.append(f"{label:>9} {cells[0]:>24} {cells[1]:>24} {cells[2]:>24} {best:>9} "
                      f"{ratio_text:>18}")
     cross = table["crossover_gbps"]

@@ -9,10 +9,10 @@ they publish and poll checkpoints, exactly as on a cluster.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import subprocess
 import sys
 import threading
+import time
 
 import tensorflow as tf
 
@@ -22,6 +22,8 @@ from tf_codistill.config.layout import BASELINE
 from tf_codistill.runner import summary
 from tf_codistill.runner.flags import CLOSING_SUMMARY_FLAG, CONFIG_FLAG
 from tf_codistill.utils import lease as lease_lib
+
+STOP_GRACE_S = 10.0  # how long an interrupted launch lets its groups exit before killing them
 
 
 def group_command(config_path: str, group: int) -> list[str]:
@@ -63,22 +65,7 @@ def run_local_groups(config: config_lib.RunConfig, baseline: bool = False,
     commands = {g: group_command(path, g) for g in range(config.num_groups)}
     if baseline:
         commands[BASELINE] = group_command(write_launch_config(baseline_config(config)), 0)
-    processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-                 for name, command in commands.items()}
-    errors = {name: [] for name in processes}
-    echoes = [threading.Thread(target=_echo, args=(name, p.stdout, errors[name]), daemon=True)
-              for name, p in processes.items()]
-    for thread in echoes:
-        thread.start()
-    try:
-        codes = {name: p.wait() for name, p in processes.items()}
-    except KeyboardInterrupt:
-        for p in processes.values():
-            p.send_signal(signal.SIGTERM)
-        raise
-    for thread in echoes:
-        thread.join()
+    codes, errors = run_children(commands)
     running = {name: holder for name, code in codes.items() if code == 2
                for holder in [_holder(errors[name])] if holder is not None}
     failed = [name for name, code in codes.items() if code != 0 and name not in running]
@@ -94,6 +81,48 @@ def run_local_groups(config: config_lib.RunConfig, baseline: bool = False,
         run = dataclasses.replace(run, curves=curves.write(run))
     print("\n".join(summary.closing_lines(run)), flush=True)
     return 0
+
+
+def run_children(commands: dict) -> tuple[dict, dict]:
+    """Runs every command at once, echoing its output; returns {name: exit code} and
+    {name: its "error: " lines}. Interrupted (Ctrl-C), it stops them all (``stop``)
+    before passing the interrupt on."""
+    processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+                 for name, command in commands.items()}
+    errors = {name: [] for name in processes}
+    echoes = [threading.Thread(target=_echo, args=(name, p.stdout, errors[name]), daemon=True)
+              for name, p in processes.items()]
+    for thread in echoes:
+        thread.start()
+    try:
+        codes = {name: p.wait() for name, p in processes.items()}
+    except KeyboardInterrupt:
+        stop(list(processes.values()))
+        raise
+    for thread in echoes:
+        thread.join()
+    return codes, errors
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to every child still running, SIGKILL to those still alive ``STOP_GRACE_S``
+    later (or at a second interrupt), and every one reaped: no group outlives the launch."""
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    try:
+        for p in processes:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
 
 
 def _holder(error_lines: list[str]) -> str | None:

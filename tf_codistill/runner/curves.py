@@ -8,9 +8,11 @@ stream, group 0's, so the curves compare like with like. ``write`` saves
 
 from __future__ import annotations
 
+import io
 import os
 
 from tf_codistill import config as config_lib
+from tf_codistill.config import files
 from tf_codistill.runner import summary
 
 JSON_NAME = "curves.json"
@@ -44,7 +46,8 @@ def write(run: summary.RunResult) -> str:
 
 
 def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
-    """Loss against step, one line per curve; dashed for the baseline."""
+    """Loss against step, one line per curve; dashed for the baseline. Rendered in memory
+    and written whole (``atomic_write``): no half PNG after a kill, and gs:// works."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
@@ -59,6 +62,9 @@ def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    with open(path, "wb") as f:
-        figure.savefig(f, format="png", dpi=100)
-    pyplot.close(figure)
+    png = io.BytesIO()
+    try:
+        figure.savefig(png, format="png", dpi=100)
+    finally:
+        pyplot.close(figure)
+    files.atomic_write(path, png.getvalue())

@@ -90,6 +90,7 @@ class Group:
         self._carried = None
         self._manager = None
         self._publisher = None
+        self._summary_writer = None
         self.step_timer = callbacks_lib.StepTimer()
         self.allreduce_timer = None
 
@@ -203,14 +204,15 @@ class Group:
                                "the callbacks checkpoint what restore resumed.")
         if self.chief and self.publishes and self._publisher is None:
             self._publisher = BackgroundPublisher(self._peer_publisher())
-        writer = (tf.summary.create_file_writer(self.layout.codistill_logs)
-                  if self.chief else None)
+        if self.chief and self._summary_writer is None:
+            self._summary_writer = tf.summary.create_file_writer(self.layout.codistill_logs)
         callbacks = [
             callbacks_lib.StopAtStep(self.trainer.train_steps),
             PublishCallback(self._publisher, model.student, self.codistill.reload_interval),
             callbacks_lib.CheckpointEveryLoop(self._manager, self._carried.gather),
             callbacks_lib.ProgressLogger(self.index, self.trainer.train_steps,
-                                         units_per_step, unit, model.teacher, writer),
+                                         units_per_step, unit, model.teacher,
+                                         self._summary_writer),
             self.step_timer]
         if self.chief:
             callbacks.append(compat.keras_of(model).callbacks.TensorBoard(
@@ -304,8 +306,12 @@ class Group:
             self._publisher = None
 
     def close(self) -> None:
-        """Stops the publisher and the peers' poller, and frees the lease."""
+        """Stops the publisher and the peers' poller, closes the summary writer (one per
+        group, however many ``callbacks``), and frees the lease."""
         self.close_exchange()
+        if self._summary_writer is not None:
+            self._summary_writer.close()
+            self._summary_writer = None
         if self.peers is not None:
             self.peers.close()
         if self._lease is not None:

@@ -138,9 +138,20 @@ def _verdict(advice, steps, time_ratio, growth):
     return f"{verdict}: {doubled}; {codistill}."
 
 
+def _every_nth_batch(interval: int | None) -> str:
+    """'every batch', 'every 2nd batch', ..., 'every 50th batch'; 'every K-th batch' unknown."""
+    if interval is None:
+        return "every K-th batch"
+    if interval == 1:
+        return "every batch"
+    suffix = ("th" if interval % 100 in (11, 12, 13)
+              else {1: "st", 2: "nd", 3: "rd"}.get(interval % 10, "th"))
+    return f"every {interval}{suffix} batch"
+
+
 def _basis(replicas, interval, averaging_steps, timed):
     source = (f"the {replicas} replicas' gradients before and after the all-reduce, every step"
-              if replicas > 1 else f"the two halves of every {interval or 'K'}th batch")
+              if replicas > 1 else f"the two halves of {_every_nth_batch(interval)}")
     time = ("the time assumes a ring all-reduce, whose traffic per worker grows as 2(n-1)/n"
             if timed else "no link between machines was measured")
     averaged = f", averaged over up to the last {averaging_steps} steps" if averaging_steps else ""

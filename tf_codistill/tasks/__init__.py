@@ -55,6 +55,22 @@ def resolve(config: RunConfig) -> RunConfig:
         data=config_lib.section_from(task.DataConfig, config.data, "data"))
 
 
+def _import_advice(module_name: str, error: Exception) -> str:
+    """Why ``module_name`` did not import and what to do: it was not found (the path),
+    another project's package it imports is not installed, or its own code failed."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        parts = module_name.split(".")
+        if error.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
+            return (f"({error}); put its directory on PYTHONPATH (or install its package) "
+                    "and check the name.")
+        missing = error.name.partition(".")[0]
+        if missing != parts[0]:  # not a module of the task's own package
+            return (f"because it imports {error.name!r}, which is not installed; install "
+                    f"it (pip install {missing}, or the package that provides it).")
+    return (f"({type(error).__name__}: {error}); fix what its import raises "
+            f"(python -c 'import {module_name}' shows where).")
+
+
 def _import_task(path: str, flag_value: str) -> type[Task]:
     module_name, _, class_name = path.partition(":")
     where = f"--task={flag_value}"
@@ -63,14 +79,9 @@ def _import_task(path: str, flag_value: str) -> type[Task]:
                           "(e.g. --task=my_project.tasks:MyTask).")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"{where}: module {module_name!r} does not import ({error}); put "
-                          "its directory on PYTHONPATH (or install its package) and check "
-                          "the name.") from None
-    except Exception as error:  # pylint: disable=broad-except  # the module's own failure
+    except Exception as error:  # pylint: disable=broad-except
         raise ConfigError(f"{where}: module {module_name!r} does not import "
-                          f"({type(error).__name__}: {error}); fix what its import raises "
-                          f"(python -c 'import {module_name}' shows where).") from None
+                          f"{_import_advice(module_name, error)}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ConfigError(f"{where}: module {module_name!r} has no {class_name!r}; pass the "
