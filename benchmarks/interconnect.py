@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from experiments.harness import interconnect, netns  # noqa: E402
+from experiments.harness.results_paths import repo_relative  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -72,7 +73,7 @@ def parse_rates(values) -> list:
 
 def _write_json(path, data):
     with open(path, "w") as f:
-        json.dump(data, f, indent=1)
+        json.dump(repo_relative(data), f, indent=1)
 
 
 def _portable(train_flags):

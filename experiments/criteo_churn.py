@@ -36,6 +36,7 @@ from absl import app, flags  # noqa: E402
 
 import tf_codistill as tc  # noqa: E402
 from data_pipelines import criteo  # noqa: E402
+from experiments.harness.results_paths import repo_relative  # noqa: E402
 from tf_codistill.core import churn  # noqa: E402
 from tf_codistill.models.criteo_dnn import PAPER_HIDDEN_UNITS, build_criteo_dnn  # noqa: E402
 
@@ -242,7 +243,7 @@ def main(argv):
     print(table)
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     with open(FLAGS.output, "w", encoding="utf-8") as out:
-        json.dump(results, out, indent=1)
+        json.dump(repo_relative(results), out, indent=1)
     with open(os.path.splitext(FLAGS.output)[0] + ".txt", "w", encoding="utf-8") as out:
         out.write(table + "\n")
 

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from experiments.harness import lm_churn  # noqa: E402
+from experiments.harness.results_paths import repo_relative  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -40,9 +41,9 @@ def main(argv):
     result = lm_churn.churn_across_seeds(models, reference, step)
     print(lm_churn.format_table(result))
     with open(FLAGS.output, "w") as f:
-        json.dump({"command": "python " + shlex.join(sys.argv), "root": FLAGS.root,
-                   "step": step or "final",
-                   "models": models, "held_out_of": reference, "churn": result}, f, indent=1)
+        json.dump(repo_relative({"command": "python " + shlex.join(sys.argv),
+                                 "root": FLAGS.root, "step": step or "final", "models": models,
+                                 "held_out_of": reference, "churn": result}), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from experiments.harness import lm_experiments, noise_scale_scan  # noqa: E402
+from experiments.harness.results_paths import repo_relative  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -48,9 +49,10 @@ def main(argv):
         int(lm_experiments.flag_value(train_flags, "seq_len", "32")))
     print(noise_scale_scan.format_table(rows))
     with open(FLAGS.output, "w") as f:
-        json.dump({"command": "python " + shlex.join(sys.argv), "group_dir": FLAGS.group_dir,
-                   "measure_steps": FLAGS.measure_steps, "curves": FLAGS.curves,
-                   "train_flags": train_flags, "measured": measured, "rows": rows}, f, indent=1)
+        json.dump(repo_relative({
+            "command": "python " + shlex.join(sys.argv), "group_dir": FLAGS.group_dir,
+            "measure_steps": FLAGS.measure_steps, "curves": FLAGS.curves,
+            "train_flags": train_flags, "measured": measured, "rows": rows}), f, indent=1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from experiments.harness import bandwidth  # noqa: E402
+from experiments.harness.results_paths import repo_relative  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -64,10 +65,10 @@ def main(argv):
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     path = os.path.join(FLAGS.output_dir, FLAGS.name)
     with open(f"{path}.json", "w") as f:
-        json.dump({"command": "python " + shlex.join(sys.argv), "curves": FLAGS.curves,
-                   "link": FLAGS.link, "link_command": link.get("command"),
-                   "seeds": curves["seeds"], "reload_interval": interval,
-                   "time_model": bandwidth.__doc__, **table}, f, indent=1)
+        json.dump(repo_relative({
+            "command": "python " + shlex.join(sys.argv), "curves": FLAGS.curves,
+            "link": FLAGS.link, "link_command": link.get("command"), "seeds": curves["seeds"],
+            "reload_interval": interval, "time_model": bandwidth.__doc__, **table}), f, indent=1)
     bandwidth.plot(table, f"{path}.png", f"2-way codistillation vs sync SGD on 2 machines "
                    f"({len(curves['seeds'])} seeds)")
 

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Sequence
 
+from experiments.harness.results_paths import repo_relative
 from tf_codistill import config as config_lib
 from tf_codistill.runner import evaluation
 from tf_codistill.config import layout
@@ -130,7 +131,7 @@ def run_experiment(name: str, *, root: str, output_dir: str, common_flags: Seque
               "training_waves": timings, "total_seconds": time.perf_counter() - start,
               "environment": environment()}
     os.makedirs(output_dir, exist_ok=True)
-    config_lib.write_json(os.path.join(output_dir, f"{name}.json"), result)
+    config_lib.write_json(os.path.join(output_dir, f"{name}.json"), repo_relative(result))
     plot_curves(shown, os.path.join(output_dir, f"{name}.png"), title, summary["target_loss"])
     return result
 

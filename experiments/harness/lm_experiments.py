@@ -288,7 +288,7 @@ def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2)
         "training_waves": timings, "total_seconds": time.perf_counter() - start,
         "environment": experiment_lib.environment()}
     os.makedirs(output_dir, exist_ok=True)
-    config_lib.write_json(os.path.join(output_dir, f"{name}.json"), result)
+    config_lib.write_json(os.path.join(output_dir, f"{name}.json"), repo_relative(result))
     experiment_lib.plot_curves(
         {f"{label} ({_machines(arms[label]['machines'])})":
          experiment_lib.mean_curve(list(curves.values()))
