@@ -38,9 +38,10 @@ import tensorflow as tf
 # enough to follow the noise scale as it grows while the loss falls.
 AVERAGING_STEPS = 500
 # Optimizer steps before the first measurement. The demo's LSTM LM (configs/demo.flags) gave
-# tr(Sigma) ~1,100 at step 0, 7-90 at steps 1-5, 0.5-6 from step 10 to 300 (|G|^2: 0.5-1.6, ~0.01);
-# averaged in, the step-0 estimate alone set the noise scale a one-replica run reported for
-# all its 800 steps (the two groups ended at 1,488 and 638 rows with it, 496 and 525 without).
+# tr(Sigma) ~1,100 at step 0, 7-90 at steps 1-5, 0.5-6 from step 10 to 300 (|G|^2: 0.5-1.6,
+# then ~0.01); averaged in, the step-0 estimate alone set the noise scale a one-replica run
+# reported for all its 800 steps (the two groups ended at 1,488 and 638 rows with it, 496 and
+# 525 without).
 WARMUP_STEPS = 50
 # The train logs the measurement adds (``GradientNoiseScale.result``).
 NOISE_SCALE_LOGS = ("noise_scale", "grad_norm_sq", "grad_trace_cov")
