@@ -127,8 +127,8 @@ class GradientNoiseScale(tf.Module):
         self._update(gradient_sq, trace, steps=1, counts=counts)
 
     def _update(self, gradient_sq, trace, steps, counts=True):
-        """One measurement into the averages, unless it ``counts`` not (the warm-up) or is not
-        finite (a float16 overflow)."""
+        """One measurement into the averages; skipped where ``counts`` is false (the warm-up)
+        or it is not finite (a float16 overflow)."""
         keep = (1.0 - 1.0 / AVERAGING_STEPS) ** steps
         used = tf.logical_and(tf.logical_and(tf.math.is_finite(gradient_sq),
                                              tf.math.is_finite(trace)), counts)
