@@ -33,7 +33,7 @@ def _squared_error(y, prediction):
     return 0.5 * tf.square(prediction - y)
 
 
-def _model(true_weights, interval, learning_rate=0.0, warmup_steps=None):
+def _model(true_weights, interval, learning_rate=0.0, warmup_steps=None, jit_compile=False):
     """The least-squares model at fixed weights; ``warmup_steps`` other than the default's
     replaces its telemetry (call in the strategy's scope)."""
     student = keras.Sequential([keras.layers.Dense(
@@ -42,15 +42,17 @@ def _model(true_weights, interval, learning_rate=0.0, warmup_steps=None):
     model = CodistillModel(student, noise_scale_interval=interval)
     if warmup_steps is not None:
         model.noise_scale = GradientNoiseScale(interval, warmup_steps)
-    model.compile(keras.optimizers.SGD(learning_rate), loss=_squared_error)
+    model.compile(keras.optimizers.SGD(learning_rate), loss=_squared_error,
+                  jit_compile=jit_compile)
     return model
 
 
-def _measured_steps(strategy, interval, steps, warmup_steps=None):
+def _measured_steps(strategy, interval, steps, warmup_steps=None, jit_compile=False):
     """The optimizer steps whose measurement entered the averages."""
     true_weights, data = _least_squares(steps)
     with strategy.scope():
-        model = _model(true_weights, interval, warmup_steps=warmup_steps)
+        model = _model(true_weights, interval, warmup_steps=warmup_steps,
+                       jit_compile=jit_compile)
     weights = []
     model.fit(data, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: weights.append(
@@ -76,9 +78,12 @@ def test_the_estimate_is_within_20_percent_of_the_truth(replicas, mirrored_strat
     assert logs["noise_scale"] == pytest.approx(TRUE_TRACE / TRUE_GRADIENT_SQ, rel=0.2)
 
 
-def test_one_replica_measures_every_interval_steps_from_the_warm_up_on():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_one_replica_measures_every_interval_steps_from_the_warm_up_on(jit_compile):
+    """The step is traced twice, measuring and plain; the right one runs (under XLA too)."""
     strategy = tf.distribute.get_strategy()
-    assert _measured_steps(strategy, interval=4, steps=13, warmup_steps=5) == [8, 12]
+    assert _measured_steps(strategy, interval=4, steps=13, warmup_steps=5,
+                           jit_compile=jit_compile) == [8, 12]
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -90,13 +95,17 @@ def test_nothing_is_measured_before_the_warm_up(replicas, mirrored_strategy):
     assert _measured_steps(strategy, interval=1, steps=steps) == [WARMUP_STEPS, WARMUP_STEPS + 1]
 
 
-def test_telemetry_leaves_training_as_it_was(mirrored_strategy):
-    """The model's own all-reduce moves the weights exactly as the optimizer's would."""
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_telemetry_leaves_training_as_it_was(replicas, mirrored_strategy):
+    """The model's own all-reduce moves the weights exactly as the optimizer's would, and
+    one replica's measuring steps move them as its plain steps do."""
+    strategy = mirrored_strategy if replicas == 2 else tf.distribute.get_strategy()
     true_weights, data = _least_squares(steps=5)
     weights = []
-    for interval in (None, 1):
-        with mirrored_strategy.scope():
-            model = _model(true_weights, interval, learning_rate=0.05)
+    for interval in (None, 2):
+        with strategy.scope():
+            model = _model(true_weights, interval, learning_rate=0.05,
+                           warmup_steps=None if interval is None else 0)
         model.fit(data, verbose=0)
         weights.append(model.student.get_weights()[0])
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-6)

@@ -17,6 +17,9 @@ otherwise). Where the two sizes come from:
 - one replica: every ``interval`` steps, the two halves of the batch (alternate rows):
   d = (G_A - G_B) / 2 comes from one more backward pass of the student, with the loss' gradient
   at the logits signed +1 / -1 by row; then |G_b|^2 = |g|^2 + |d|^2 on average over the halves.
+  The train step is traced twice, measuring and plain, and ``halves_due`` picks one per step:
+  a branch inside the step would hand every forward activation to the extra backward pass on
+  every step, which cost 7% of a step under XLA even when not taken.
 
 Each estimate goes into its own exponential moving average (bias-corrected, like Adam's moments,
 over about ``AVERAGING_STEPS`` steps); the reported noise scale is the ratio of the averages,
@@ -73,16 +76,17 @@ class GradientNoiseScale(tf.Module):
             self._trace = _replicated_scalar("trace_covariance")
             self._weight = _replicated_scalar("weight")  # how much of the averages is filled
 
-    def all_reduce(self, grads, student_count: int, local_rows, step, half_difference):
+    def all_reduce(self, grads, student_count: int, local_rows, step, half_difference=None):
         """The gradients summed over replicas (as the optimizer would), measuring on the way.
 
         Args:
           grads: this replica's gradients of the objective divided by the replica count; the
             first ``student_count`` are the student's, the only ones measured.
           local_rows: rows of this replica's batch.
-          step: the optimizer step (for the warm-up and the one-replica interval).
-          half_difference: with one replica, a function returning the student's gradients
-            signed by half (d above); called every ``interval`` steps in a ``tf.cond``.
+          step: the optimizer step (for the warm-up).
+          half_difference: with one replica, None (no measurement this step) or a function
+            returning the student's gradients signed by half (d above), called once; the
+            caller decides when (``halves_due``).
         """
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
@@ -99,23 +103,24 @@ class GradientNoiseScale(tf.Module):
                                     self._warmed_up(step))
         else:
             reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
-            self._measure_halves(grads[:student_count], local_rows, step, half_difference)
+            if half_difference is not None:
+                self._measure_halves(grads[:student_count], local_rows, half_difference)
         iterator = iter(reduced)
         return [None if g is None else next(iterator) for g in grads]
 
-    def _measure_halves(self, student_grads, rows, step, half_difference):
+    def halves_due(self, step, rows) -> tf.Tensor:
+        """Whether a one-replica step measures from its two half batches: every ``interval``
+        steps after the warm-up, on an even batch."""
         rows = tf.cast(rows, tf.int64)
-        due = tf.logical_and(tf.equal(tf.cast(step, tf.int64) % self.interval, 0),
-                             tf.logical_and(rows >= 2, tf.equal(rows % 2, 0)))
-        due = tf.logical_and(due, self._warmed_up(step))
+        return tf.logical_and(
+            tf.logical_and(tf.equal(tf.cast(step, tf.int64) % self.interval, 0),
+                           self._warmed_up(step)),
+            tf.logical_and(rows >= 2, tf.equal(rows % 2, 0)))
 
-        def measure():
-            full_sq, difference_sq = squared_norm(student_grads), squared_norm(half_difference())
-            self._update(full_sq - difference_sq, tf.cast(rows, tf.float32) * difference_sq,
-                         steps=self.interval)
-            return tf.constant(True)
-
-        tf.cond(due, measure, lambda: tf.constant(False))
+    def _measure_halves(self, student_grads, rows, half_difference):
+        full_sq, difference_sq = squared_norm(student_grads), squared_norm(half_difference())
+        self._update(full_sq - difference_sq, tf.cast(rows, tf.float32) * difference_sq,
+                     steps=self.interval)
 
     def _warmed_up(self, step):
         return tf.cast(step, tf.int64) >= self.warmup_steps

@@ -137,9 +137,26 @@ class CodistillTraining:
         return tf.where(on, self.distill_weight, 0.0)
 
     def train_step(self, data):
+        if self._measures_halves():  # one replica: the measuring step every few steps
+            x, _, _ = self._keras.utils.unpack_x_y_sample_weight(data)
+            due = self.noise_scale.halves_due(self.optimizer.iterations,
+                                              tf.shape(tf.nest.flatten(x)[0])[0])
+            return tf.cond(due, lambda: self._train_step(data, measure=True),
+                           lambda: self._train_step(data, measure=False))
+        return self._train_step(data, measure=self.noise_scale is not None)
+
+    def _measures_halves(self) -> bool:
+        """Whether the noise scale is measured from half batches (one replica in sync)."""
+        return (self.noise_scale is not None
+                and tf.distribute.get_strategy().num_replicas_in_sync == 1)
+
+    def _train_step(self, data, measure: bool):
+        """One optimizer step; ``measure``: with the noise-scale telemetry's own all-reduce
+        (several replicas) or its half-batch backward pass (one replica)."""
         x, y, sample_weight = self._keras.utils.unpack_x_y_sample_weight(data)
         models = [self.student] + self.co_trained
-        with tf.GradientTape(persistent=self.noise_scale is not None) as tape:
+        halves = measure and self._measures_halves()
+        with tf.GradientTape(persistent=halves) as tape:
             outputs = [tf.cast(model(x, training=True), tf.float32) for model in models]
             distills = self._distill_terms(x, outputs, sample_weight)
             per_model = [self._model_losses(i, outputs, distills[i], y, sample_weight)
@@ -149,7 +166,12 @@ class CodistillTraining:
             scaled = self._scale_loss(objective)
         variables = [v for model in models for v in model.trainable_variables]
         grads = self._unscale_gradients(tape.gradient(scaled, variables))
-        self._apply_gradients(grads, variables, tape, scaled, outputs[0], x)
+        if measure:
+            half_difference = ((lambda: self._half_difference(tape, scaled, outputs[0]))
+                               if halves else None)
+            self._apply_measured_gradients(grads, variables, x, half_difference)
+        else:
+            self.optimizer.apply_gradients(zip(grads, variables))
         total, task, distill = per_model[0]
         self.total_loss_tracker.update_state(total)
         self.task_loss_tracker.update_state(task)
@@ -160,24 +182,22 @@ class CodistillTraining:
             logs.update(self.noise_scale.result())
         return logs
 
-    def _apply_gradients(self, grads, variables, tape, scaled, student_logits, x):
-        """The optimizer's update; with noise-scale telemetry the all-reduce is done here, so
-        that the replicas' own gradients are measured before it."""
-        if self.noise_scale is None:
-            self.optimizer.apply_gradients(zip(grads, variables))
-            return
-        student = self.student.trainable_variables
-
-        def half_difference():  # d = (G_A - G_B) / 2 of the student, one more backward pass
-            cotangent = signed_halves(tape.gradient(scaled, student_logits))
-            return self._unscale_gradients(tape.gradient(student_logits, student,
-                                                         output_gradients=cotangent))
-
-        grads = self.noise_scale.all_reduce(grads, len(student),
+    def _apply_measured_gradients(self, grads, variables, x, half_difference):
+        """The optimizer's update with the all-reduce done here, so that the replicas' own
+        gradients are measured before it (``half_difference``: None or, with one replica,
+        the function giving the half-batch gradient difference)."""
+        grads = self.noise_scale.all_reduce(grads, len(self.student.trainable_variables),
                                             tf.shape(tf.nest.flatten(x)[0])[0],
                                             self.optimizer.iterations, half_difference)
         self.optimizer.apply_gradients(zip(grads, variables),
                                        experimental_aggregate_gradients=False)
+
+    def _half_difference(self, tape, scaled, student_logits):
+        """d = (G_A - G_B) / 2 of the student: one more backward pass of the (persistent) tape."""
+        cotangent = signed_halves(tape.gradient(scaled, student_logits))
+        return self._unscale_gradients(tape.gradient(student_logits,
+                                                     self.student.trainable_variables,
+                                                     output_gradients=cotangent))
 
     def _distill_terms(self, x, outputs, sample_weight):
         """The unweighted distillation loss of each trained copy, or zeros where it cannot count.
