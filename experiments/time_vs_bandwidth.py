@@ -6,7 +6,8 @@ r"""Time to target against the bandwidth between the machines, 3 seeds.
     # -> experiments/results/time_vs_bandwidth.{json,png}, and the table printed
 
 Steps to the target per arm and seed come from a time-to-target run's curves; a step's
-compute from that run's timings (--compute=curves) or the link benchmark's (--compute=link);
+compute from that run's timings (--compute=curves) or the link benchmark's (--compute=link,
+or --compute=as_run: each arm's whole step as run over the link);
 what the link adds at each bandwidth from benchmarks/interconnect.py (see experiments/harness/bandwidth.py
 for the time model). The PNG is codistillation's time over the best synchronous arm's on the
 same machines against bandwidth, the crossover marked.
@@ -33,8 +34,10 @@ flags.DEFINE_string("link", os.path.join(REPO, "benchmarks", "results", "interco
                     "A benchmarks/interconnect.py result.")
 flags.DEFINE_float("target_loss", 0.0, "0: the loss every seed of the 1x arm reaches.")
 flags.DEFINE_enum("compute", "curves", bandwidth.COMPUTE_SOURCES, "A step's compute: "
-                  "as the time-to-target run timed it (each arm alone) or as the link "
-                  "benchmark did (beside the link measurements, on however loaded a machine).")
+                  "as the time-to-target run timed it (each arm alone), as the link "
+                  "benchmark did (beside the link measurements, on however loaded a machine), "
+                  "or as_run: every arm's whole step as the link benchmark ran it, the 2x "
+                  "arm's real two-worker step included (nothing added).")
 flags.DEFINE_string("output_dir", os.path.join(REPO, "experiments", "results"), "")
 flags.DEFINE_string("name", "time_vs_bandwidth", "Name of the JSON and PNG written.")
 

@@ -75,3 +75,20 @@ def test_no_ratio_when_no_synchronous_arm_reaches_the_target():
         "codistillation": "has no ratio: no synchronous arm reached the target"}
     text = bandwidth.format_table(table)
     assert "never" in text and "no synchronous arm reached the target" in text
+
+
+def test_as_run_uses_every_arm_s_whole_step_over_the_link_adding_nothing():
+    """The 2x arm's real two-worker step replaces 1x + all-reduce; no exchange is added to
+    the codistilled step measured with its exchanges."""
+    curves = {bandwidth.SYNC_1X: {0: _curve(1000)}, bandwidth.SYNC_2X: {0: _curve(500)},
+              bandwidth.CODISTILL: {0: _curve(800)}}
+    row = _row(allreduce_s=0.02, codistill_s=0.11, exchange_s=5.0)
+    row["sync2x_mwms_step_s"] = {"min": 0.15, "median": 0.15, "max": 0.15}
+    link = {"summary": {"rows": {"1": row}}}
+    table = bandwidth.time_table({"arm_curves": curves}, link, reload_interval=50, target=1.0,
+                                 compute="as_run")
+    times = table["rows"]["1"]["times_s"]
+    assert times[bandwidth.SYNC_2X]["mid"] == pytest.approx(500 * 0.15)  # not 500 x 0.12
+    assert times[bandwidth.CODISTILL]["mid"] == pytest.approx(800 * 0.11)  # no 5.0 / 50
+    assert table["rows"]["1"]["best_sync"] == bandwidth.SYNC_2X
+    assert table["rows"]["1"]["ratio"]["mid"] == pytest.approx(88 / 75)

@@ -13,6 +13,11 @@ bandwidth from ``benchmarks/interconnect.py`` on a shaped veth pair:
     exchange (publish, poll, copy across, load) every reload interval, charged as if
     training waited for it (it runs in the background, so this is an upper bound).
 
+Or ``compute="as_run"``: every arm's whole step as the link benchmark ran it over the link,
+nothing added: the 2x arm's real two-worker MultiWorkerMirroredStrategy step (graph mode, since
+XLA cannot compile its collectives on CPU; the other arms run under XLA), and the codistilled
+group's step with its background exchanges.
+
 Spreads: steps over seeds (min/max) times step times over timing runs (min/max).
 """
 
@@ -43,18 +48,21 @@ def _range(values: Sequence[float]) -> dict:
     return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
 
 
-COMPUTE_SOURCES = ("curves", "link")
+COMPUTE_SOURCES = ("curves", "link", "as_run")
 
 
 def compute_seconds(source: str, curves: dict, row: dict) -> dict:
     """{"plain", "codistill": {min, median, max}} seconds of a step's compute on one machine:
     the time-to-target run's timings (``curves``' step_times) or the link benchmark's
-    (its summary ``row`` at one bandwidth)."""
+    (its summary ``row`` at one bandwidth); "as_run" adds "sync2x", the real two-worker step."""
     if source == "curves":
         return {name: _spread(curves["step_times"][name]["values_s"])
                 for name in ("plain", "codistill")}
     if source == "link":
         return {"plain": row["plain_step_s"], "codistill": row["codistill_step_s"]}
+    if source == "as_run":
+        return {"plain": row["plain_step_s"], "codistill": row["codistill_step_s"],
+                "sync2x": row["sync2x_mwms_step_s"]}
     raise ValueError(f"compute={source!r}: choose one of {COMPUTE_SOURCES}.")
 
 
@@ -65,8 +73,12 @@ def _spread(values):
 
 def arm_step_seconds(compute: dict, row: dict, reload_interval: int) -> dict:
     """{arm: {min, median, max}} seconds per step at one bandwidth: ``compute`` (see
-    ``compute_seconds``) plus what the link adds (interconnect summary ``row``)."""
+    ``compute_seconds``) plus what the link adds (interconnect summary ``row``); steps
+    measured over the link (``compute["sync2x"]``) already hold it."""
     plain, codistill = compute["plain"], compute["codistill"]
+    if "sync2x" in compute:
+        return {SYNC_1X: dict(plain), SYNC_2X: dict(compute["sync2x"]),
+                CODISTILL: dict(codistill)}
     exchange = row["exchange_s"] / reload_interval
     return {SYNC_1X: dict(plain),
             SYNC_2X: {k: plain[k] + row["allreduce_s"] for k in ("min", "median", "max")},
