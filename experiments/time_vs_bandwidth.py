@@ -73,7 +73,7 @@ def main(argv):
             "link": FLAGS.link, "link_command": link.get("command"), "seeds": curves["seeds"],
             "reload_interval": interval, "time_model": bandwidth.__doc__, **table}), f, indent=1)
     bandwidth.plot(table, f"{path}.png", f"2-way codistillation vs sync SGD on 2 machines "
-                   f"({len(curves['seeds'])} seeds)")
+                   f"({len(curves['seeds'])} seeds; step times: {FLAGS.compute})")
 
 
 if __name__ == "__main__":

@@ -192,6 +192,7 @@ def plot(table: dict, path: str, title: str) -> None:
     rows = [(r, row["ratio"]) for r, row in table["rows"].items() if row["ratio"]]
     shaped = sorted((float(r), q) for r, q in rows if r != "unshaped")
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    axes.set_xscale("log")  # before the ticks: setting the scale replaces them
     xs = [x for x, _ in shaped]
     mids = [q["mid"] for _, q in shaped]
     errors = [[q["mid"] - q["low"] for _, q in shaped], [q["high"] - q["mid"] for _, q in shaped]]
@@ -204,7 +205,7 @@ def plot(table: dict, path: str, title: str) -> None:
                                                     [unshaped["high"] - unshaped["mid"]]],
                       marker="s", color="gray", capsize=4, label="unshaped veth pair")
         axes.set_xticks([*xs, x], [*(f"{v:g}" for v in xs), "unshaped"])
-    axes.set_xscale("log")
+        axes.minorticks_off()
     axes.axhline(1.0, color="black", linewidth=1, label="equal time")
     axes.axhline(GOAL, color="green", linestyle=":", label=f"goal {GOAL}x")
     cross = table["crossover_gbps"]
