@@ -24,6 +24,27 @@ def test_a_ring_all_reduce_grows_its_traffic_toward_nothing_with_workers():
     assert scaling.ring_traffic_growth(4) == pytest.approx(7 / 6)
 
 
+def test_the_measurements_in_the_averages_are_counted():
+    # one replica, every 50th step from step 50 on: steps 50, 100, ..., 750 of 800
+    assert scaling.measurement_count(800, 50, replicas=1, warmup_steps=50) == 15
+    assert scaling.measurement_count(801, 50, replicas=1, warmup_steps=50) == 16
+    assert scaling.measurement_count(800, 30, replicas=1, warmup_steps=50) == 25  # 60 ... 780
+    assert scaling.measurement_count(40, 50, replicas=1, warmup_steps=50) == 0
+    assert scaling.measurement_count(800, 50, replicas=2, warmup_steps=50) == 750
+    assert scaling.measurement_count(800, None, replicas=1, warmup_steps=50) is None
+
+
+def test_the_summary_says_how_many_measurements_and_calls_few_rough():
+    metrics = {"noise_scale": 500.0, "batch_rows": 32, "global_step": 400,
+               "noise_scale_interval": 50, "noise_scale_warmup_steps": 50}
+    text = "\n".join(scaling.from_metrics(metrics)["lines"])
+    assert "(7 measurements: few, so a rough figure)" in text
+    text = "\n".join(scaling.from_metrics({**metrics, "global_step": 3000})["lines"])
+    assert "(59 measurements)" in text
+    del metrics["noise_scale_warmup_steps"]  # a metrics.json from before the count
+    assert "measurements" not in "\n".join(scaling.from_metrics(metrics)["lines"])
+
+
 def test_far_below_the_noise_scale_one_worker_is_told_to_add_workers():
     advice = scaling.advise(noise_scale=1234.0, batch_rows=32, units_per_row=32, unit="tokens",
                             interval=50, averaging_steps=500)

@@ -18,12 +18,26 @@ from __future__ import annotations
 PAYS = 0.7  # predicted time ratio of twice the workers at or below which adding them pays
 PAYS_LITTLE = 0.85  # at or above which it hardly pays
 PAST_CRITICAL = 0.75  # a doubled batch needing this share of the steps or more: B >= B_noise
+FEW_MEASUREMENTS = 10  # below this many, the summary calls the noise scale a rough figure
 
 
 def doubled_batch_steps(noise_scale: float, batch: float) -> float:
     """S(2B) / S(B): the share of the steps a doubled batch needs to reach the same loss."""
     ratio = noise_scale / batch
     return (1 + ratio / 2) / (1 + ratio)
+
+
+def measurement_count(steps: int, interval: int | None, replicas: int,
+                      warmup_steps: int) -> int | None:
+    """How many measurements went into the noise scale's averages by optimizer step ``steps``:
+    every step from the warm-up on with several replicas, every ``interval``-th with one
+    (``core.noise_scale``); None where the interval is unknown."""
+    if replicas > 1:
+        return max(0, steps - warmup_steps)
+    if not interval:
+        return None
+    first = -(-warmup_steps // interval) * interval  # the first multiple at or past the warm-up
+    return max(0, (steps - 1 - first) // interval + 1)
 
 
 def ring_traffic_growth(workers: int) -> float | None:
@@ -39,13 +53,15 @@ def advise(*, noise_scale: float | None, batch_rows: int, units_per_row: int = 1
            unit: str = "examples", workers: int = 1, replicas: int = 1,
            allreduce_share: float | None = None, allreduce_seconds: float | None = None,
            step_seconds: float | None = None, interval: int | None = None,
-           averaging_steps: int | None = None, name: object = 0) -> dict:
+           averaging_steps: int | None = None, measurements: int | None = None,
+           name: object = 0) -> dict:
     """The numbers and the sentences of one group's scaling advice.
 
     ``noise_scale`` and ``batch_rows`` count rows (a row is ``units_per_row`` ``unit``);
     ``allreduce_share`` is the all-reduce's measured share of a step (None: not measured);
-    ``interval`` and ``averaging_steps``: how the noise scale was measured (one replica's
-    interval; the steps its moving averages span), for the sentence on what it rests.
+    ``interval``, ``averaging_steps`` and ``measurements``: how the noise scale was measured
+    (one replica's interval; the steps its moving averages span; how many measurements they
+    hold), for the sentence on what it rests.
     """
     advice = {"noise_scale_rows": noise_scale, "batch_rows": batch_rows, "workers": workers,
               "allreduce_share": allreduce_share, "doubled_batch_steps": None,
@@ -76,7 +92,8 @@ def advise(*, noise_scale: float | None, batch_rows: int, units_per_row: int = 1
         lines.append(_allreduce(allreduce_share, allreduce_seconds, step_seconds, replicas,
                                 workers))
     lines.append("  " + _verdict(advice, steps, time_ratio, growth))
-    lines.append("  " + _basis(replicas, interval, averaging_steps, time_ratio is not None))
+    lines.append("  " + _basis(replicas, interval, averaging_steps, measurements,
+                               time_ratio is not None))
     advice["lines"] = lines
     return advice
 
@@ -92,7 +109,15 @@ def from_metrics(metrics: dict, name: object = None) -> dict:
                   step_seconds=metrics.get("step_time_median_s"),
                   interval=metrics.get("noise_scale_interval"),
                   averaging_steps=metrics.get("noise_scale_averaging_steps"),
+                  measurements=_measurements(metrics),
                   name=metrics.get("group", 0) if name is None else name)
+
+
+def _measurements(metrics: dict) -> int | None:
+    if "global_step" not in metrics or "noise_scale_warmup_steps" not in metrics:
+        return None  # a metrics.json from before the count
+    return measurement_count(metrics["global_step"], metrics.get("noise_scale_interval"),
+                             metrics.get("replicas", 1), metrics["noise_scale_warmup_steps"])
 
 
 def note(group) -> list[str]:
@@ -149,9 +174,12 @@ def _every_nth_batch(interval: int | None) -> str:
     return f"every {interval}{suffix} batch"
 
 
-def _basis(replicas, interval, averaging_steps, timed):
+def _basis(replicas, interval, averaging_steps, measurements, timed):
     source = (f"the {replicas} replicas' gradients before and after the all-reduce, every step"
               if replicas > 1 else f"the two halves of {_every_nth_batch(interval)}")
+    if measurements is not None:
+        source += f" ({measurements:,} measurements"
+        source += ": few, so a rough figure)" if measurements < FEW_MEASUREMENTS else ")"
     time = ("the time assumes a ring all-reduce, whose traffic per worker grows as 2(n-1)/n"
             if timed else "no link between machines was measured")
     averaged = f", averaged over up to the last {averaging_steps} steps" if averaging_steps else ""

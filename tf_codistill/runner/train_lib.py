@@ -23,7 +23,7 @@ from tf_codistill import tasks
 from tf_codistill.config.files import is_local, unique_temporary
 from tf_codistill.core.carried_state import reset_carried_state
 from tf_codistill.core.model import CodistillModel
-from tf_codistill.core.noise_scale import AVERAGING_STEPS
+from tf_codistill.core.noise_scale import AVERAGING_STEPS, WARMUP_STEPS
 from tf_codistill.core.schedules import weight_decay_schedule
 from tf_codistill.runner import evaluation
 from tf_codistill.runner import scaling
@@ -219,7 +219,8 @@ def _scaling_metrics(config, task, metrics) -> dict:
     numbers = {"batch_rows": config.trainer.batch_size, "units_per_row": task.units_per_row,
                "throughput_unit": task.throughput_unit,
                "noise_scale_interval": config.trainer.noise_scale_interval,
-               "noise_scale_averaging_steps": AVERAGING_STEPS}
+               "noise_scale_averaging_steps": AVERAGING_STEPS,
+               "noise_scale_warmup_steps": WARMUP_STEPS}
     return {**numbers, "scaling_advice": scaling.from_metrics({**metrics, **numbers})}
 
 
