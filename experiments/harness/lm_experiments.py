@@ -26,6 +26,7 @@ from tf_codistill.runner import evaluation
 from tf_codistill.config import layout
 from . import experiment_lib
 from .experiment_lib import Arm
+from .results_paths import repo_relative
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGFILE = os.path.join(REPO, "configs", "experiment_lm.flags")
