@@ -121,6 +121,7 @@ def test_two_phase_distillation_trains_a_fresh_model_on_the_ensemble(two_runs, t
         np.testing.assert_array_equal(before.get_tensor(name), after.get_tensor(name))
 
 
+@pytest.mark.slow  # two_runs trains two runs (~20 s); the slow tests share them
 def test_teacher_dirs_of_another_model_or_without_checkpoints_are_refused(two_runs, tmp_path):
     (config, _), _ = two_runs
     bigger = dataclasses.replace(config, model_dir=str(tmp_path / "big"), model=dataclasses.replace(
