@@ -6,6 +6,7 @@ import tf_keras as keras
 
 from tests.helpers import tiny_models
 from tf_codistill.core.model import CodistillModel
+from tf_codistill.core import noise_scale
 from tf_codistill.core.noise_scale import GradientNoiseScale
 from tf_codistill.runner import scaling
 from tf_codistill.runner.callbacks import AllReduceTimer
@@ -26,12 +27,12 @@ def test_a_ring_all_reduce_grows_its_traffic_toward_nothing_with_workers():
 
 def test_the_measurements_in_the_averages_are_counted():
     # one replica, every 50th step from step 50 on: steps 50, 100, ..., 750 of 800
-    assert scaling.measurement_count(800, 50, replicas=1, warmup_steps=50) == 15
-    assert scaling.measurement_count(801, 50, replicas=1, warmup_steps=50) == 16
-    assert scaling.measurement_count(800, 30, replicas=1, warmup_steps=50) == 25  # 60 ... 780
-    assert scaling.measurement_count(40, 50, replicas=1, warmup_steps=50) == 0
-    assert scaling.measurement_count(800, 50, replicas=2, warmup_steps=50) == 750
-    assert scaling.measurement_count(800, None, replicas=1, warmup_steps=50) is None
+    assert noise_scale.measurement_count(800, 50, replicas=1, warmup_steps=50) == 15
+    assert noise_scale.measurement_count(801, 50, replicas=1, warmup_steps=50) == 16
+    assert noise_scale.measurement_count(800, 30, replicas=1, warmup_steps=50) == 25  # 60 ... 780
+    assert noise_scale.measurement_count(40, 50, replicas=1, warmup_steps=50) == 0
+    assert noise_scale.measurement_count(800, 50, replicas=2, warmup_steps=50) == 750
+    assert noise_scale.measurement_count(800, None, replicas=1, warmup_steps=50) is None
 
 
 def test_the_summary_says_how_many_measurements_and_calls_few_rough():

@@ -154,6 +154,19 @@ class GradientNoiseScale(tf.Module):
         return dict(zip(NOISE_SCALE_LOGS, (noise, gradient_sq, trace)))
 
 
+def measurement_count(steps: int, interval: int | None, replicas: int,
+                      warmup_steps: int) -> int | None:
+    """How many measurements went into the noise scale's averages by optimizer step ``steps``:
+    every step from the warm-up on with several replicas, every ``interval``-th with one
+    (the rule ``halves_due`` applies in the step); None where the interval is unknown."""
+    if replicas > 1:
+        return max(0, steps - warmup_steps)
+    if not interval:
+        return None
+    first = -(-warmup_steps // interval) * interval  # the first multiple at or past the warm-up
+    return max(0, (steps - 1 - first) // interval + 1)
+
+
 def signed_halves(values: tf.Tensor) -> tf.Tensor:
     """``values`` (rows first) times +1 on even rows and -1 on odd ones: the cotangent at the
     logits whose backward pass gives (G_A - G_B) / 2 for halves A, B of the batch."""

@@ -139,8 +139,7 @@ class CodistillTraining:
     def train_step(self, data):
         if self._measures_halves():  # one replica: the measuring step every few steps
             x, _, _ = self._keras.utils.unpack_x_y_sample_weight(data)
-            due = self.noise_scale.halves_due(self.optimizer.iterations,
-                                              tf.shape(tf.nest.flatten(x)[0])[0])
+            due = self.noise_scale.halves_due(self.optimizer.iterations, _batch_rows(x))
             return tf.cond(due, lambda: self._train_step(data, measure=True),
                            lambda: self._train_step(data, measure=False))
         return self._train_step(data, measure=self.noise_scale is not None)
@@ -187,8 +186,8 @@ class CodistillTraining:
         gradients are measured before it (``half_difference``: None or, with one replica,
         the function giving the half-batch gradient difference)."""
         grads = self.noise_scale.all_reduce(grads, len(self.student.trainable_variables),
-                                            tf.shape(tf.nest.flatten(x)[0])[0],
-                                            self.optimizer.iterations, half_difference)
+                                            _batch_rows(x), self.optimizer.iterations,
+                                            half_difference)
         self.optimizer.apply_gradients(zip(grads, variables),
                                        experimental_aggregate_gradients=False)
 
@@ -284,6 +283,11 @@ class CodistillTraining:
                 f"Student and teacher output shapes differ: {shapes} "
                 "(student first). Codistillation compares predictions of the same "
                 "shape: give every copy the same output layer.")
+
+
+def _batch_rows(x) -> tf.Tensor:
+    """Rows of this replica's batch (of its first input)."""
+    return tf.shape(tf.nest.flatten(x)[0])[0]
 
 
 def _check_weight(weight):

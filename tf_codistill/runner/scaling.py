@@ -15,6 +15,8 @@ plug-in.
 
 from __future__ import annotations
 
+from tf_codistill.core.noise_scale import measurement_count
+
 PAYS = 0.7  # predicted time ratio of twice the workers at or below which adding them pays
 PAYS_LITTLE = 0.85  # at or above which it hardly pays
 PAST_CRITICAL = 0.75  # a doubled batch needing this share of the steps or more: B >= B_noise
@@ -25,19 +27,6 @@ def doubled_batch_steps(noise_scale: float, batch: float) -> float:
     """S(2B) / S(B): the share of the steps a doubled batch needs to reach the same loss."""
     ratio = noise_scale / batch
     return (1 + ratio / 2) / (1 + ratio)
-
-
-def measurement_count(steps: int, interval: int | None, replicas: int,
-                      warmup_steps: int) -> int | None:
-    """How many measurements went into the noise scale's averages by optimizer step ``steps``:
-    every step from the warm-up on with several replicas, every ``interval``-th with one
-    (``core.noise_scale``); None where the interval is unknown."""
-    if replicas > 1:
-        return max(0, steps - warmup_steps)
-    if not interval:
-        return None
-    first = -(-warmup_steps // interval) * interval  # the first multiple at or past the warm-up
-    return max(0, (steps - 1 - first) // interval + 1)
 
 
 def ring_traffic_growth(workers: int) -> float | None:
