@@ -20,7 +20,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-HELD_OUT_TAG = 7_777_777  # seeds the held-out streams apart from every training stream
+# Seed the two held-out stream sets apart from every training stream and from each other:
+# "test" scores what is reported, "validation" is kept apart for choosing hyperparameters.
+HELD_OUT_TAGS = {"test": 7_777_777, "validation": 7_777_778}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +122,11 @@ def stream_rng(*entropy: int) -> np.random.Generator:
 
 
 def held_out_streams(source: HiddenMarkovSource, rows: int, length: int,
-                     num_windows: int) -> np.ndarray:
-    """[rows, num_windows * length + 1] tokens of fixed held-out streams: the same for every
-    seed, group and replica layout (replicas take slices of rows)."""
-    windows = source.windows(stream_rng(HELD_OUT_TAG, source.spec.seed), rows, length)
+                     num_windows: int, split: str = "test") -> np.ndarray:
+    """[rows, num_windows * length + 1] tokens of fixed held-out streams of ``split``
+    (``HELD_OUT_TAGS``): the same for every seed, group and replica layout (replicas take
+    slices of rows)."""
+    windows = source.windows(stream_rng(HELD_OUT_TAGS[split], source.spec.seed), rows, length)
     parts = [next(windows) for _ in range(num_windows)]
     return np.concatenate([parts[0]] + [part[:, 1:] for part in parts[1:]], axis=1)
 

@@ -8,11 +8,12 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import hidden_markov
+from experiments.harness import experiment_lib
 from tf_codistill import config as config_lib
+from tf_codistill.config import layout
 from tf_codistill.runner import train_lib
 from tf_codistill.tasks import get_task
-from tf_codistill.tasks.base import TokenRows
-from tf_codistill.tasks.hidden_markov import HiddenMarkovModelSection
+from tf_codistill.tasks.hidden_markov import HiddenMarkovData, HiddenMarkovModelSection
 
 TINY_SOURCE = hidden_markov.SourceSpec(num_states=3, vocab_size=4, successors=2, emissions=2,
                                        seed=5)
@@ -64,12 +65,12 @@ def test_batches_continue_their_streams_per_replica():
     assert not np.array_equal(batches[0][0].numpy(), batches[1][0].numpy())
 
 
-def _config(model_dir="", group=0, num_groups=1, seed=0, **model):
+def _config(model_dir="", group=0, num_groups=1, seed=0, held_out="test", **model):
     return config_lib.RunConfig(
         task="hmm_lm", model_dir=str(model_dir), group=group, num_groups=num_groups,
         trainer=config_lib.TrainerConfig(batch_size=4, train_steps=6, steps_per_loop=3,
                                          eval_steps=3, learning_rate=0.01, seed=seed),
-        data=TokenRows(seq_len=8),
+        data=HiddenMarkovData(seq_len=8, held_out=held_out),
         model=HiddenMarkovModelSection(**{"vocab_size": 16, "embedding_dim": 8, "units": 16,
                                           "source_states": 8, **model}))
 
@@ -99,6 +100,20 @@ def test_held_out_rows_are_the_same_whatever_the_replica_layout():
     assert whole.shape == (4, 3 * 8)
 
 
+def test_validation_streams_are_kept_apart_from_the_test_and_training_streams():
+    test, validation = (np.concatenate([x.numpy() for x, _ in get_task(
+        _config(held_out=split)).eval_dataset(tf.distribute.InputContext())], axis=1)
+        for split in ("test", "validation"))
+    assert test.shape == validation.shape
+    assert np.mean(test == validation) < 0.5  # 8 tokens: chance agreement is ~1/8 a token
+    assert not np.array_equal(_first_inputs(_config()), validation[:, :8])
+
+
+def test_a_held_out_split_that_does_not_exist_names_the_choices():
+    with pytest.raises(config_lib.ConfigError, match="--held_out=.dev. is not valid.*validation"):
+        config_lib.check(_config(held_out="dev"))
+
+
 def test_evaluations_report_the_floor_and_the_excess():
     task = get_task(_config())
     summary = task.summarize_eval({"loss": 2.5})
@@ -107,12 +122,19 @@ def test_evaluations_report_the_floor_and_the_excess():
 
 
 @pytest.mark.slow
-def test_a_run_reports_the_floor_and_the_excess(tmp_path):
+def test_a_run_reports_the_floor_and_the_excess_and_scores_on_either_held_out_set(tmp_path):
     metrics = train_lib.run(_config(tmp_path))
     assert metrics["global_step"] == 6
     assert 0 < metrics["eval_entropy_floor"] < np.log(16)
     assert metrics["eval_excess_loss"] == pytest.approx(
         metrics["eval_loss"] - metrics["eval_entropy_floor"])
+    group_dir = layout.group_dir(str(tmp_path), 0)
+    test, validation = (experiment_lib.score_curves(
+        {"run": [group_dir]}, group_dir, eval_steps=3,
+        data_overrides={"held_out": split})["run"] for split in ("test", "validation"))
+    assert [p["step"] for p in test] == [p["step"] for p in validation] == [3, 6]
+    assert test[-1]["loss"] == pytest.approx(metrics["eval_loss"], rel=1e-5)
+    assert validation[-1]["loss"] != pytest.approx(test[-1]["loss"], rel=1e-4)
 
 
 def test_a_source_that_cannot_exist_is_a_config_error():

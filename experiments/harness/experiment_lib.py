@@ -77,17 +77,20 @@ def train_waves(waves: Sequence[Sequence[Arm]], common_flags: Sequence[str], roo
 
 
 def score_curves(curves: dict[str, Sequence[str]], eval_group_dir: str,
-                 eval_steps: int = 0) -> dict[str, list[dict]]:
+                 eval_steps: int = 0, data_overrides: dict | None = None
+                 ) -> dict[str, list[dict]]:
     """{label: [{step, loss}]} for each label's group dirs (several: their ensemble).
 
     The held-out stream is that of ``eval_group_dir``'s config, with
-    ``eval_steps`` batches (0: one whole pass).
+    ``eval_steps`` batches (0: one whole pass) and its data section's
+    ``data_overrides`` (e.g. ``{"held_out": "validation"}``).
     """
     import tensorflow as tf
 
     eval_config = evaluation.load_run_config(eval_group_dir)
-    eval_config = dataclasses.replace(eval_config, trainer=dataclasses.replace(
-        eval_config.trainer, eval_steps=eval_steps))
+    eval_config = dataclasses.replace(
+        eval_config, trainer=dataclasses.replace(eval_config.trainer, eval_steps=eval_steps),
+        data=dataclasses.replace(eval_config.data, **(data_overrides or {})))
     evaluator = evaluation.Evaluator(eval_config, tf.distribute.get_strategy())
     return {label: evaluator.curve(list(dirs)) for label, dirs in curves.items()}
 

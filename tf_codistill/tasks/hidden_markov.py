@@ -22,6 +22,7 @@ from tf_codistill.tasks.base import Task, TokenRows
 
 HELD_OUT_WINDOWS = 64  # held-out batches of --eval_steps=0 ("the whole set")
 AT_LEAST_2 = Range(lambda v: v >= 2, "of at least 2")
+HELD_OUT_SPLITS = tuple(hidden_markov.HELD_OUT_TAGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +39,21 @@ class HiddenMarkovModelSection(with_defaults(LSTMArchitecture, embedding_dim=64,
                             "for every --seed and group.", valid=AT_LEAST_0)
 
 
+@dataclasses.dataclass(frozen=True)
+class HiddenMarkovData(TokenRows):
+    """Rows of generated tokens, and which held-out streams evaluation scores."""
+
+    held_out: str = knob(
+        "test", "Held-out streams evaluations score: test (the figures to report) or "
+        "validation (a second set, kept apart for choosing hyperparameters).",
+        choices=HELD_OUT_SPLITS)
+
+
 class HiddenMarkovTask(Task):
     """B continuous streams x seq_len tokens per replica from a hidden Markov source."""
 
     ModelConfig = HiddenMarkovModelSection
-    DataConfig = TokenRows
+    DataConfig = HiddenMarkovData
     output_kind = "softmax"
     throughput_unit = "tokens"
 
@@ -114,7 +125,8 @@ class HiddenMarkovTask(Task):
     def _held_out(self) -> np.ndarray:
         windows = self.config.trainer.eval_steps or HELD_OUT_WINDOWS
         return hidden_markov.held_out_streams(self.source, self.config.trainer.batch_size,
-                                              self.config.data.seq_len, windows)
+                                              self.config.data.seq_len, windows,
+                                              self.config.data.held_out)
 
 
 def _local_replicas(context) -> int:
