@@ -165,7 +165,9 @@ def latest_weights(directory):
 
 @pytest.mark.slow
 def test_two_groups_of_two_workers_from_the_slurm_environment(tmp_path):
-    """srun --ntasks=4 ... --cluster=slurm --num_groups=2 --workers_per_group=2, on localhost."""
+    """srun --ntasks=4 ... --cluster=slurm --num_groups=2 --workers_per_group=2, on localhost:
+    each group its own MultiWorkerMirroredStrategy job with its own TF_CONFIG (the one
+    test of two multi-worker groups training at once)."""
     model_dir = tmp_path / "run"
     base = free_port_base(4)
     flags = [*CLUSTERS, f"--model_dir={model_dir}", "--cluster=slurm", "--num_groups=2",
@@ -193,12 +195,15 @@ def test_two_groups_of_two_workers_from_the_slurm_environment(tmp_path):
         assert m["global_step"] == 120
         assert max(runs.checkpoint_steps(model_dir, group, "published")) == 120
         assert m["teacher_reloads"] >= 1 and m["peer_bytes_read"] > 0, m  # each reads the other
+        assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
+        assert m["workers"] == 2 and 0 < m["allreduce_share"]
         chief = latest_weights(model_dir / f"group_{group}" / "checkpoints")
         [worker_dir] = list(temps[2 * group + 1].glob("tf_codistill_worker_*"))
         worker = latest_weights(worker_dir)
         assert chief.keys() == worker.keys() and len(chief) >= 4
         for name in chief:
             np.testing.assert_array_equal(chief[name], worker[name], err_msg=name)
+    assert "The all-reduce between the 2 workers takes" in outputs[0]  # the closing summary
     assert not (model_dir / "launch_config.json").exists()  # no local launcher involved
 
 

@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import runs
-from tests.test_multi_worker import free_ports
 from tf_codistill import config as config_lib
 from tf_codistill.runner import train_lib
 from tf_codistill.runner.group import Group
@@ -220,30 +219,3 @@ def test_kill_9_then_the_same_command_resumes_while_the_peer_trains_on(tmp_path)
         for process in (peer, victim):
             if process.poll() is None:
                 process.kill()
-
-
-@pytest.mark.slow
-def test_two_groups_of_two_workers_on_localhost(tmp_path):
-    """Each group is its own MultiWorkerMirroredStrategy job with its own TF_CONFIG."""
-    flags = [*CLUSTERS, f"--model_dir={tmp_path}", "--num_groups=2", "--train_steps=60",
-             "--steps_per_loop=20", "--reload_interval=10", "--strategy=multi_worker",
-             "--eval_steps=4"]
-    processes = []
-    for group in (0, 1):
-        cluster = [f"localhost:{p}" for p in free_ports(2)]
-        for index in (0, 1):
-            tf_config = json.dumps({"cluster": {"worker": cluster},
-                                    "task": {"type": "worker", "index": index}})
-            processes.append(runs.start([*flags, f"--group={group}"],
-                                        env={"TF_CONFIG": tf_config}))
-    outputs = [p.communicate(timeout=400)[0] for p in processes]
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output[-3000:]
-    metrics = [runs.metrics(tmp_path, group) for group in (0, 1)]
-    for group, m in enumerate(metrics):
-        assert m["global_step"] == 60
-        assert max(runs.checkpoint_steps(tmp_path, group, "published")) == 60
-        assert m["noise_scale"] > 0  # from the two workers' gradients before the all-reduce
-        assert m["workers"] == 2 and 0 < m["allreduce_share"]
-    assert "The all-reduce between the 2 workers takes" in outputs[0]  # the closing summary
-    assert max(m["teacher_reloads"] for m in metrics) >= 1
