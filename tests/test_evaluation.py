@@ -17,22 +17,12 @@ from tf_codistill.runner import train_lib
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return lm.make_corpus(tmp_path_factory.mktemp("lm"))
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, corpus):
-    """Two LM groups trained with different seeds, every checkpoint kept."""
-    files, vocab = corpus
-    results = []
-    for seed in (0, 1):
-        directory = tmp_path_factory.mktemp(f"run{seed}")
-        config = lm.lm_config(directory, files, vocab)
-        config = dataclasses.replace(config, trainer=dataclasses.replace(
-            config.trainer, seed=seed, keep_checkpoints=0))
-        results.append((config, train_lib.run(config)))
-    return results
+def two_runs(tmp_path_factory, finished_lm):
+    """Two LM groups trained with different seeds, every checkpoint kept: the session's
+    ``finished_lm`` (tests/conftest.py, seed 0) and the same run at seed 1."""
+    config, _ = finished_lm
+    other = lm.reseeded(config, tmp_path_factory.mktemp("run1"), seed=1)
+    return [finished_lm, (other, train_lib.run(other))]
 
 
 def _softmax(logits):
@@ -121,7 +111,7 @@ def test_two_phase_distillation_trains_a_fresh_model_on_the_ensemble(two_runs, t
         np.testing.assert_array_equal(before.get_tensor(name), after.get_tensor(name))
 
 
-@pytest.mark.slow  # two_runs trains two runs (~20 s); the slow tests share them
+@pytest.mark.slow  # two_runs trains (~10 s a run); the slow tests share it
 def test_teacher_dirs_of_another_model_or_without_checkpoints_are_refused(two_runs, tmp_path):
     (config, _), _ = two_runs
     bigger = dataclasses.replace(config, model_dir=str(tmp_path / "big"), model=dataclasses.replace(

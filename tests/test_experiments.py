@@ -5,7 +5,6 @@ import os
 
 import pytest
 
-from tests.helpers import lm
 from experiments.harness import experiment_lib
 from experiments.harness import lm_experiments
 
@@ -17,8 +16,9 @@ TINY = ["--vocab_size=400", "--units=16", "--embedding_dim=8", "--seq_len=8",
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    files, vocab = lm.make_corpus(tmp_path_factory.mktemp("lm"))
+def one_file(corpus):
+    """The session's tiny corpus (tests/conftest.py) as one WET file and its vocabulary."""
+    files, vocab = corpus
     return files[0], vocab
 
 
@@ -29,12 +29,12 @@ def shared_root(tmp_path_factory):
     return tmp_path_factory.mktemp("experiments")
 
 
-def test_steps_to_target_and_staleness_share_their_arms(shared_root, corpus):
+def test_steps_to_target_and_staleness_share_their_arms(shared_root, one_file):
     tmp_path = shared_root
     root, results = str(tmp_path / "runs"), tmp_path / "results"
     steps_to_target = lm_experiments.steps_to_target(
         root, str(results), train_steps=6, burn_in_steps=3, extra_flags=TINY,
-        corpus=corpus)  # two-phase distillation is tested in test_evaluation
+        corpus=one_file)  # two-phase distillation is tested in test_evaluation
     curves = steps_to_target["curves"]
     assert set(curves) >= {"baseline", "label smoothing (uniform)", "label smoothing (unigram)",
                            "2-way codistillation, group 0", "2-way codistillation, group 1",
@@ -56,7 +56,7 @@ def test_steps_to_target_and_staleness_share_their_arms(shared_root, corpus):
     uniform = configs[str(tmp_path / "runs" / "label_smoothing_uniform" / "group_0")]
     assert uniform["codistill"]["teacher"] == "uniform"
 
-    staleness = lm_experiments.staleness(root, str(results), 6, 3, [2, 50], TINY, corpus)
+    staleness = lm_experiments.staleness(root, str(results), 6, 3, [2, 50], TINY, one_file)
     assert "codistillation, reload every 2 steps (mean of groups)" in staleness["summary"]["arms"]
     reload_2 = str(tmp_path / "runs" / "codistill_reload2_disjoint" / "group_0")
     assert staleness["group_configs"][reload_2]["codistill"]["reload_interval"] == 2
@@ -170,14 +170,14 @@ def test_arms_on_the_generated_language_read_no_corpus(tmp_path):
 
 
 @pytest.mark.slow  # 3 arms and 2 timing runs as processes: ~2 min on 2 idle cores, 8 busy
-def test_time_to_target_end_to_end_on_a_tiny_lm(shared_root, corpus):
+def test_time_to_target_end_to_end_on_a_tiny_lm(shared_root, one_file):
     """Reuses the baseline and codistillation arms of the first test when it ran."""
     tmp_path = shared_root
     root, results = str(tmp_path / "runs"), tmp_path / "results"
     result = lm_experiments.time_to_target(
         root, str(results), train_steps=6, burn_in_steps=3, seeds=(0,), batch_scan=(1, 2),
         timing_steps=8, timing_repeats=1, time_whole_batches=False, extra_flags=TINY,
-        corpus=corpus)
+        corpus=one_file)
     summary = result["summary"]
     timed = json.loads((tmp_path / "runs" / "timing" / "codistill_rep0" / "group_0"
                         / "metrics.json").read_text())

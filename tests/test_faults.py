@@ -1,5 +1,6 @@
 """Faults a cluster makes: concurrent starts, kills at any point, duplicate owners."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,9 +30,12 @@ TINY_LM = ["--task=lm", "--prepare_demo_data", "--vocab_size=400", "--embedding_
            "--min_paragraph_words=5", "--validation_fraction=0.05"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return lm.make_corpus(tmp_path_factory.mktemp("lm"))
+def _copy_of(finished, model_dir):
+    """``finished``'s config (the ``finished_lm`` fixture of tests/conftest.py) pointed at a
+    copy of its model_dir under ``model_dir``, for a test to change."""
+    config, _ = finished
+    shutil.copytree(config.model_dir, model_dir)
+    return dataclasses.replace(config, model_dir=str(model_dir))
 
 
 def _dead_pid():
@@ -192,11 +197,11 @@ def test_a_rerun_publishes_the_last_step_a_kill_kept_from_the_peers(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_rerun_after_the_last_checkpoint_exports_and_evaluates(tmp_path, corpus):
+def test_a_rerun_after_the_last_checkpoint_exports_and_evaluates(tmp_path, finished_lm):
     """A kill during export or the final evaluation leaves no metrics.json."""
-    config = lm.lm_config(tmp_path, *corpus)
-    first = train_lib.run(config)
-    group_dir = tmp_path / "group_0"
+    config = _copy_of(finished_lm, tmp_path / "run")
+    _, first = finished_lm
+    group_dir = tmp_path / "run" / "group_0"
     (group_dir / "metrics.json").unlink()
     shutil.rmtree(group_dir / "export")
     again = train_lib.run(config)
@@ -205,10 +210,9 @@ def test_a_rerun_after_the_last_checkpoint_exports_and_evaluates(tmp_path, corpu
 
 
 @pytest.mark.slow
-def test_a_rerun_after_a_half_written_export_replaces_it(tmp_path, corpus):
-    config = lm.lm_config(tmp_path, *corpus)
-    train_lib.run(config)
-    group_dir = tmp_path / "group_0"
+def test_a_rerun_after_a_half_written_export_replaces_it(tmp_path, finished_lm):
+    config = _copy_of(finished_lm, tmp_path / "run")
+    group_dir = tmp_path / "run" / "group_0"
     (group_dir / "metrics.json").unlink()
     shutil.rmtree(group_dir / "export" / "variables")  # torn export/
     torn = group_dir / "export.tmp-999-deadbeef"  # what a kill inside model.save leaves
@@ -219,9 +223,9 @@ def test_a_rerun_after_a_half_written_export_replaces_it(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_a_rerun_after_metrics_json_changes_nothing(tmp_path, corpus, capsys):
-    config = lm.lm_config(tmp_path, *corpus)
-    first = train_lib.run(config)
+def test_a_rerun_after_metrics_json_changes_nothing(tmp_path, finished_lm, capsys):
+    config = _copy_of(finished_lm, tmp_path / "run")
+    _, first = finished_lm
     assert train_lib.run(config) == first
     assert "already finished at step 6" in capsys.readouterr().out
 
@@ -504,20 +508,24 @@ def test_a_resumed_lm_group_trains_on_the_same_batches_as_an_uninterrupted_one(
     """Killed after step 3 of 6 and rerun: the same weights, per-replica carried state and
     losses at step 6 as the run that was never interrupted, with one replica and with two
     (MirroredStrategy over the two logical CPUs; the session's one MirroredStrategy, since
-    several in one process abort each other's all-reduces)."""
-    import dataclasses
+    several in one process abort each other's all-reduces). With one replica the
+    uninterrupted run is the session's ``finished_lm``."""
     if strategy_name == "mirrored":
         shared = request.getfixturevalue("mirrored_strategy")
         monkeypatch.setattr(train_lib, "get_strategy", lambda name, tpu="": shared)
-    config = lm.lm_config(tmp_path / "whole", *corpus, strategy=strategy_name)
-    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
-                                                                     keep_checkpoints=0))
-    whole = train_lib.run(config)
-    group_dir = _killed_after(tmp_path / "whole", tmp_path / "resumed", 3)
+        config = lm.lm_config(tmp_path / "whole", *corpus, strategy=strategy_name)
+        config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
+                                                                         keep_checkpoints=0))
+        whole = train_lib.run(config)
+    else:
+        config, whole = request.getfixturevalue("finished_lm")
+        assert config.strategy == strategy_name and config.trainer.keep_checkpoints == 0
+    whole_dir = Path(config.model_dir)
+    group_dir = _killed_after(whole_dir, tmp_path / "resumed", 3)
     resumed = train_lib.run(dataclasses.replace(config, model_dir=str(tmp_path / "resumed")))
     assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-6)
     assert resumed["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-6)
-    expected = _student_weights(tmp_path / "whole" / "group_0")
+    expected = _student_weights(whole_dir / "group_0")
     got = _student_weights(group_dir)
     assert expected.keys() == got.keys() and any("student/states" in k for k in got)
     states = [k for k in got if k.startswith("carried_state")]

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
@@ -17,18 +18,12 @@ from tf_codistill.tasks import demo_corpus
 from tf_codistill.runner import train_lib
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return lm.make_corpus(tmp_path_factory.mktemp("lm"))
-
-
 _config = lm.lm_config
 
 
 @pytest.mark.slow
-def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
-    files, vocab = corpus
-    metrics = train_lib.run(_config(tmp_path, files, vocab))
+def test_an_lm_group_trains_evaluates_and_reports_perplexity(finished_lm):
+    _, metrics = finished_lm  # tests/conftest.py
     assert metrics["global_step"] == 6
     assert metrics["eval_perplexity"] == pytest.approx(2.718281828 ** metrics["eval_loss"],
                                                        rel=1e-4)
@@ -36,15 +31,14 @@ def test_an_lm_group_trains_evaluates_and_reports_perplexity(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_metrics_json_keeps_the_wet_read_counters(tmp_path, corpus):
-    files, vocab = corpus
-    metrics = train_lib.run(_config(tmp_path, files, vocab))
+def test_metrics_json_keeps_the_wet_read_counters(finished_lm):
+    config, metrics = finished_lm
     counters = metrics["input"]
     assert counters["records_read"] > 0 and counters["documents_kept"] > 0
     assert counters["tokens"] > 0
     assert counters["records_read"] >= (counters["documents_kept"]
                                         + counters["documents_dropped_total"])
-    with open(tmp_path / "group_0" / "metrics.json") as f:
+    with open(config.layout.metrics) as f:
         assert json.load(f)["input"] == counters
 
 
@@ -129,24 +123,27 @@ def test_prose_paragraphs_join_wrapped_lines_and_drop_code():
     assert demo_corpus.prose_paragraphs(text) == ["A wrapped sentence here.", "Last one."]
 
 
-def _losses_and_first_weights(tmp_path, corpus, name, seed):
+def _losses_and_first_weights(config, metrics):
     """Train and eval losses of a 6-step run, and its embedding at step 3 (a checkpoint)."""
     import tensorflow as tf
-    files, vocab = corpus
-    config = _config(tmp_path / name, files, vocab)
-    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, seed=seed))
-    metrics = train_lib.run(config)
-    reader = tf.train.load_checkpoint(str(tmp_path / name / "group_0" / "checkpoints" / "ckpt-3"))
+    reader = tf.train.load_checkpoint(os.path.join(config.group_dir, "checkpoints", "ckpt-3"))
     embedding = [reader.get_tensor(k) for k in sorted(reader.get_variable_to_shape_map())
                  if "embedding" in k and "OPTIMIZER" not in k]
     return (metrics["train_loss"], metrics["train_total_loss"], metrics["eval_loss"]), embedding
 
 
-@pytest.mark.slow  # three trainings, ~45 s on 2 busy cores
-def test_the_same_seed_repeats_a_run_and_another_seed_does_not(tmp_path, corpus):
-    losses, weights = _losses_and_first_weights(tmp_path, corpus, "a", seed=3)
-    again, weights_again = _losses_and_first_weights(tmp_path, corpus, "b", seed=3)
-    other, weights_other = _losses_and_first_weights(tmp_path, corpus, "c", seed=4)
+def _trained_again(config, model_dir, seed):
+    config = lm.reseeded(config, model_dir, seed)
+    return _losses_and_first_weights(config, train_lib.run(config))
+
+
+@pytest.mark.slow  # two trainings beside the session's run at seed 0
+def test_the_same_seed_repeats_a_run_and_another_seed_does_not(tmp_path, finished_lm):
+    config, _ = finished_lm  # tests/conftest.py
+    assert config.trainer.seed == 0
+    losses, weights = _losses_and_first_weights(*finished_lm)
+    again, weights_again = _trained_again(config, tmp_path / "again", seed=0)
+    other, weights_other = _trained_again(config, tmp_path / "other", seed=4)
     assert weights and len(weights) == len(weights_again)
     assert losses == again  # bit for bit on CPU under the default strategy
     for w, w_again in zip(weights, weights_again):

@@ -29,3 +29,9 @@ def lm_config(model_dir, files, vocab, **changes):
                                min_paragraph_words=5, validation_fraction=0.2),
         model=LanguageModelSection(embedding_dim=8, units=16, num_layers=2))
     return dataclasses.replace(config, **changes)
+
+
+def reseeded(config, model_dir, seed):
+    """``config`` as another run: in ``model_dir``, at ``seed``."""
+    return dataclasses.replace(config, model_dir=str(model_dir), trainer=dataclasses.replace(
+        config.trainer, seed=seed))
