@@ -46,9 +46,8 @@ def test_bfloat16_group_trains_with_a_distillation_term(tmp_path):
 
 
 @pytest.mark.slow
-def test_bfloat16_lm_trains_and_keeps_float32_state(tmp_path):
-    files, vocab = lm.make_corpus(tmp_path)
-    config = lm.lm_config(tmp_path / "run", files, vocab)
+def test_bfloat16_lm_trains_and_keeps_float32_state(tmp_path, corpus):
+    config = lm.lm_config(tmp_path / "run", *corpus)
     config = dataclasses.replace(config, trainer=dataclasses.replace(
         config.trainer, mixed_precision="mixed_bfloat16"))
     metrics = train_lib.run(config)
