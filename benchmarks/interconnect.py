@@ -76,25 +76,16 @@ def _write_json(path, data):
         json.dump(repo_relative(data), f, indent=1)
 
 
-def _portable(train_flags):
-    """Train flags with the repository's path dropped (another checkout measures the same)."""
-    return [flag.split("configs/")[-1] for flag in train_flags]
-
-
 def _merged_with_earlier(result: dict) -> dict:
     """A run of some --parts keeps the other parts' records of <output>.json (same flags)."""
     if set(FLAGS.parts) == set(interconnect.PARTS) or not os.path.exists(f"{FLAGS.output}.json"):
         return result
     with open(f"{FLAGS.output}.json") as f:
         earlier = json.load(f)
-    if _portable(earlier["flags"]) != _portable(result["flags"]):
-        raise app.UsageError(f"{FLAGS.output}.json was measured with other train flags "
-                             f"({earlier['flags']}); pass another --output.")
-    earlier.pop("summary", None)
-    commands = earlier.get("commands", [earlier["command"]])
-    return {**earlier, **{k: v for k, v in result.items() if k != "records"},
-            "commands": [*commands, result["command"]],
-            "records": {**earlier["records"], **result["records"]}}
+    try:
+        return interconnect.merge_with_earlier(earlier, result)
+    except ValueError as error:
+        raise app.UsageError(f"{FLAGS.output}.json: {error}; pass another --output.") from None
 
 
 def summarize_and_print(result: dict, start: float) -> None:

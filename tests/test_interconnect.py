@@ -156,3 +156,17 @@ def test_the_all_reduce_alone_is_bounded_by_the_shaped_link(tmp_path):
     for record in records:  # each worker sends its peer at least the tensors' bytes
         assert record["link_bytes"] >= 2 * size * len(record["seconds"])
     assert min(slow["seconds"]) >= (size - BURST_BYTES) * 8 / (RATE_GBPS * 1e9)
+
+
+def test_a_run_of_some_parts_joins_the_earlier_file_and_refuses_other_flags():
+    flagfile = os.path.join(lm_experiments.REPO, "configs", "experiment_hmm.flags")
+    earlier = {"flags": ["--flagfile=configs/experiment_hmm.flags"], "command": "python a",
+               "records": {"exchange": [1], "allreduce": [2]}, "summary": {"old": 1}}
+    result = {"flags": [f"--flagfile={flagfile}"], "command": "python b --parts=allreduce",
+              "records": {"allreduce": [3]}}
+    merged = interconnect.merge_with_earlier(earlier, result)
+    assert merged["records"] == {"exchange": [1], "allreduce": [3]}
+    assert merged["commands"] == ["python a", "python b --parts=allreduce"]
+    assert "summary" not in merged  # recomputed from the joined records
+    with pytest.raises(ValueError, match="other train flags"):
+        interconnect.merge_with_earlier(earlier, {**result, "flags": [*result["flags"], "--x"]})

@@ -27,12 +27,17 @@ def test_a_ring_all_reduce_grows_its_traffic_toward_nothing_with_workers():
 
 def test_the_measurements_in_the_averages_are_counted():
     # one replica, every 50th step from step 50 on: steps 50, 100, ..., 750 of 800
-    assert noise_scale.measurement_count(800, 50, replicas=1, warmup_steps=50) == 15
-    assert noise_scale.measurement_count(801, 50, replicas=1, warmup_steps=50) == 16
-    assert noise_scale.measurement_count(800, 30, replicas=1, warmup_steps=50) == 25  # 60 ... 780
-    assert noise_scale.measurement_count(40, 50, replicas=1, warmup_steps=50) == 0
-    assert noise_scale.measurement_count(800, 50, replicas=2, warmup_steps=50) == 750
-    assert noise_scale.measurement_count(800, None, replicas=1, warmup_steps=50) is None
+    assert noise_scale.measurement_count(800, 50, replicas=1, warmup_steps=50, rows=32) == 15
+    assert noise_scale.measurement_count(801, 50, replicas=1, warmup_steps=50, rows=32) == 16
+    every_30th = noise_scale.measurement_count(800, 30, replicas=1, warmup_steps=50, rows=32)
+    assert every_30th == 25  # 60 ... 780
+    assert noise_scale.measurement_count(40, 50, replicas=1, warmup_steps=50, rows=32) == 0
+    assert noise_scale.measurement_count(800, 50, replicas=2, warmup_steps=50, rows=32) == 750
+    assert noise_scale.measurement_count(800, None, replicas=1, warmup_steps=50, rows=32) is None
+    # one replica never splits an odd batch (or one row) into halves
+    assert noise_scale.measurement_count(800, 50, replicas=1, warmup_steps=50, rows=33) == 0
+    assert noise_scale.measurement_count(800, 50, replicas=1, warmup_steps=50, rows=1) == 0
+    assert noise_scale.measurement_count(800, 50, replicas=2, warmup_steps=50, rows=33) == 750
 
 
 def test_the_summary_says_how_many_measurements_and_calls_few_rough():

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ import time
 from typing import Sequence
 
 from experiments.harness import netns
+from experiments.harness.results_paths import repo_relative
 from experiments.harness.lm_experiments import (codistill_arm, flag_value, scaled_learning_rate,
                                                 student_parameter_bytes)
 from tf_codistill.config import layout
@@ -432,6 +432,20 @@ def _key(rate: float | None) -> str:
 def spread(values: Sequence[float]) -> dict:
     return {"min": min(values), "median": statistics.median(values), "max": max(values),
             "n": len(values)}
+
+
+def merge_with_earlier(earlier: dict, result: dict) -> dict:
+    """A run of some parts (``result``) joined to an earlier run's file (``earlier``): its
+    records and commands kept, the new ones added (a part measured again replaces its
+    records). Both must hold the same train flags, as written (``repo_relative``)."""
+    if earlier["flags"] != repo_relative(result["flags"]):
+        raise ValueError(f"the earlier results were measured with other train flags "
+                         f"({earlier['flags']})")
+    commands = earlier.get("commands", [earlier["command"]])
+    return {**{k: v for k, v in earlier.items() if k != "summary"},
+            **{k: v for k, v in result.items() if k != "records"},
+            "commands": [*commands, result["command"]],
+            "records": {**earlier["records"], **result["records"]}}
 
 
 def summarize(records: dict, param_bytes: int) -> dict:

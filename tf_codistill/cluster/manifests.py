@@ -155,8 +155,7 @@ def tfjob(config: config_lib.RunConfig, args: Sequence[str], group: int, *, imag
         "image": image,
         "command": ["python", "-m", "tf_codistill.train"],
         "args": group_args(args, group),
-        "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
-    }
+    }  # no TF_CPP_MIN_LOG_LEVEL: a level set outside turns the command's quiet start off
     if gpus_per_worker:
         container["resources"] = {"limits": {"nvidia.com/gpu": gpus_per_worker}}
     pod = {"containers": [container]}

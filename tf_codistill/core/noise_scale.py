@@ -155,14 +155,17 @@ class GradientNoiseScale(tf.Module):
 
 
 def measurement_count(steps: int, interval: int | None, replicas: int,
-                      warmup_steps: int) -> int | None:
+                      warmup_steps: int, rows: int) -> int | None:
     """How many measurements went into the noise scale's averages by optimizer step ``steps``:
-    every step from the warm-up on with several replicas, every ``interval``-th with one
-    (the rule ``halves_due`` applies in the step); None where the interval is unknown."""
+    every step from the warm-up on with several replicas, every ``interval``-th with one and
+    an even batch of ``rows`` (the rule ``halves_due`` applies in the step); None where the
+    interval is unknown."""
     if replicas > 1:
         return max(0, steps - warmup_steps)
     if not interval:
         return None
+    if rows < 2 or rows % 2:
+        return 0
     first = -(-warmup_steps // interval) * interval  # the first multiple at or past the warm-up
     return max(0, (steps - 1 - first) // interval + 1)
 

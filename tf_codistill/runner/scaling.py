@@ -106,7 +106,8 @@ def _measurements(metrics: dict) -> int | None:
     if "global_step" not in metrics or "noise_scale_warmup_steps" not in metrics:
         return None  # a metrics.json from before the count
     return measurement_count(metrics["global_step"], metrics.get("noise_scale_interval"),
-                             metrics.get("replicas", 1), metrics["noise_scale_warmup_steps"])
+                             metrics.get("replicas", 1), metrics["noise_scale_warmup_steps"],
+                             metrics["batch_rows"])
 
 
 def note(group) -> list[str]:
