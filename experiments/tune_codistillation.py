@@ -8,7 +8,7 @@ time_to_target.py trains (reused when finished); see experiments/harness/codisti
 
     python experiments/tune_codistillation.py --root=runs/ttt_hmm_low_entropy_b128 \
         --train_steps=1500 --burn_in_steps=150 \
-        --candidates=0.5:50:150,0.25:50:150,1:50:150,0.5:25:150,0.5:100:150 \
+        --candidates=0.5:50:150,0.25:50:150,1:50:150,0.5:25:150,0.5:50:400 \
         --extra_flag=--source_successors=2 --extra_flag=--source_emissions=2 \
         --extra_flag=--batch_size=128 --extra_flag=--learning_rate=0.006
     # -> experiments/results/codistill_tuning.{json,png}
@@ -28,7 +28,7 @@ from experiments.harness import codistill_tuning, lm_experiments  # noqa: E402
 FLAGS = flags.FLAGS
 lm_experiments.define_flags(flags, sys.argv[0], root="runs/codistill_tuning")
 flags.DEFINE_list("candidates", ["0.5:50:150", "0.25:50:150", "1:50:150", "0.5:25:150",
-                                 "0.5:100:150"],
+                                 "0.5:50:400"],
                   "Settings to try, each distill_weight:reload_interval:burn_in_steps.")
 flags.DEFINE_integer("seed", 0, "Seed of every arm.")
 flags.DEFINE_string("arm_flagfile", codistill_tuning.HMM_FLAGFILE,
