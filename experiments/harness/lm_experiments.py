@@ -168,30 +168,31 @@ def scaled_learning_rate(learning_rate: float, factor: int, rule: str) -> float:
     return learning_rate * (math.sqrt(factor) if rule == "sqrt" else factor)
 
 
-def _seeded(name: str, seed: int) -> str:
-    return name if seed == 0 else f"{name}_seed{seed}"
+def with_seed(arm: Arm, seed: int) -> Arm:
+    """``arm`` at ``seed``: seed 0 is the arm itself (the seed every flagfile trains with);
+    another seed trains apart, as ``<name>_seed<k>`` with ``--seed=<k>`` last."""
+    if seed == 0:
+        return arm
+    return Arm(f"{arm.name}_seed{seed}", arm.flags + (f"--seed={seed}",), arm.num_groups)
 
 
 def sync_arm(factor: int, seed: int, batch_size: int, learning_rate: float,
              lr_scaling: str = "sqrt") -> Arm:
     """One synchronous group at ``factor`` x the batch (its hardware: ``factor`` machines)."""
-    seed_flags = () if seed == 0 else (f"--seed={seed}",)
     if factor == 1:  # the arm the other experiments call the baseline
-        return Arm(_seeded("baseline", seed), seed_flags)
+        return with_seed(Arm("baseline"), seed)
     rate = scaled_learning_rate(learning_rate, factor, lr_scaling)
-    return Arm(_seeded(f"sync_batch{factor}x_{lr_scaling}", seed),
-               (f"--batch_size={factor * batch_size}", f"--learning_rate={rate:.6g}",
-                *seed_flags))
+    return with_seed(Arm(f"sync_batch{factor}x_{lr_scaling}",
+                         (f"--batch_size={factor * batch_size}", f"--learning_rate={rate:.6g}")),
+                     seed)
 
 
 def codistill_arm(seed: int, num_groups: int = 2, reload_interval: int = 50) -> Arm:
     """``num_groups`` codistilling groups on disjoint data (their hardware: one machine each)."""
-    if num_groups == 2 and seed == 0:
-        return codistill(reload_interval)  # shared with the other experiments
-    base = codistill(reload_interval)
-    name = base.name if num_groups == 2 else f"codistill{num_groups}_reload{reload_interval}"
-    return Arm(_seeded(name, seed), base.flags + (() if seed == 0 else (f"--seed={seed}",)),
-               num_groups=num_groups)
+    base = codistill(reload_interval)  # shared with the other experiments
+    if num_groups != 2:
+        base = Arm(f"codistill{num_groups}_reload{reload_interval}", base.flags, num_groups)
+    return with_seed(base, seed)
 
 
 def time_to_target(root, output_dir, train_steps, burn_in_steps, seeds=(0, 1, 2),
