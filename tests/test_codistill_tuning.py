@@ -54,3 +54,7 @@ def test_only_the_generated_language_can_be_tuned(tmp_path):
         tune(str(tmp_path / "runs"), str(tmp_path / "out"), 10, 0, [Candidate(1, 50, 0)],
              flagfile=str(flagfile))
     assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="does not train --task=hmm_lm"):  # no corpus written
+        tune(str(tmp_path / "runs"), str(tmp_path / "out"), 10, 0, [Candidate(1, 50, 0)],
+             flagfile=lm_experiments.FLAGFILE)
+    assert not (tmp_path / "runs").exists()

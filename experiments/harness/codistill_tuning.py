@@ -23,6 +23,7 @@ from .results_paths import repo_relative
 
 HMM_FLAGFILE = os.path.join(lm_experiments.REPO, "configs", "experiment_hmm.flags")
 LAST_CHECKPOINTS = 3  # the final-window loss: mean over this many last checkpoints
+BASELINE = "sync SGD, batch 1x"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +61,8 @@ class Candidate:
             extra.append(f"--burn_in_steps={self.burn_in_steps}")
             suffix += f"_burnin{self.burn_in_steps}"
         base = lm_experiments.codistill(self.reload_interval)
-        seeded = () if seed == 0 else (f"--seed={seed}",)
-        return Arm(base.name + suffix + ("" if seed == 0 else f"_seed{seed}"),
-                   base.flags + tuple(extra) + seeded, num_groups=base.num_groups)
+        return lm_experiments.with_seed(
+            Arm(base.name + suffix, base.flags + tuple(extra), base.num_groups), seed)
 
 
 def choose(baseline_curve: Sequence[dict], candidate_curves: dict[str, Sequence[dict]]
@@ -88,11 +88,11 @@ def tune(root: str, output_dir: str, train_steps: int, burn_in_steps: int,
     """Trains what is missing, scores on the validation streams, writes
     ``<output_dir>/<name>.{json,png}`` and returns the result."""
     start = time.perf_counter()
-    flags = lm_experiments.common_flags(root, train_steps, burn_in_steps, extra_flags,
-                                        flagfile=flagfile)
-    if lm_experiments.flag_value(flags, "task") != "hmm_lm":
+    if lm_experiments.flag_value([f"--flagfile={flagfile}", *extra_flags], "task") != "hmm_lm":
         raise ValueError(f"{flagfile} does not train --task=hmm_lm: only the generated "
                          "language has validation streams apart from its test streams.")
+    flags = lm_experiments.common_flags(root, train_steps, burn_in_steps, extra_flags,
+                                        flagfile=flagfile)
     common_weight = float(lm_experiments.flag_value(flags, "distill_weight", "1.0"))
     baseline = lm_experiments.sync_arm(
         1, seed, int(lm_experiments.flag_value(flags, "batch_size", "32")),
@@ -105,9 +105,8 @@ def tune(root: str, output_dir: str, train_steps: int, burn_in_steps: int,
         {d: [d] for arm in every for d in arm.group_dirs(root)},
         baseline.group_dirs(root)[0], data_overrides={"held_out": "validation"})
     curves = {label: experiment_lib.mean_curve([group_curves[d] for d in arm.group_dirs(root)])
-              for label, arm in {"sync SGD, batch 1x": baseline, **arms}.items()}
-    summary = choose(curves["sync SGD, batch 1x"],
-                     {label: curves[label] for label in arms})
+              for label, arm in {BASELINE: baseline, **arms}.items()}
+    summary = choose(curves[BASELINE], {label: curves[label] for label in arms})
     print(format_table(summary), flush=True)
     result = {"experiment": name, "train_flags": list(flags), "seed": seed,
               "scored_on": "validation streams (--held_out=validation)",
